@@ -1,0 +1,137 @@
+//! The admin listener (default 127.0.0.1:9901), separate from traffic: health, readiness,
+//! Prometheus metrics, status and reload. JSON bodies; documented in docs/admin-api.md.
+
+use crate::state::{unix_secs, AppState};
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The admin HTTP application.
+pub struct AdminApp {
+    pub state: Arc<AppState>,
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    let len = r.body().len();
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    r
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
+    respond(
+        status,
+        "application/json",
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
+    )
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/healthz") => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            ("GET", "/readyz") => {
+                if self.state.ready.load(Ordering::Relaxed) {
+                    respond(StatusCode::OK, "text/plain", b"ready\n".to_vec())
+                } else {
+                    respond(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        b"starting\n".to_vec(),
+                    )
+                }
+            }
+            ("GET", "/metrics") => {
+                self.state.metrics.access_log_dropped.reset();
+                self.state
+                    .metrics
+                    .access_log_dropped
+                    .inc_by(self.state.access_log.dropped());
+                respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.state.metrics.render(),
+                )
+            }
+            ("GET", "/api/v1/status") => json_response(StatusCode::OK, self.status()),
+            ("POST", "/api/v1/reload") => {
+                let state = self.state.clone();
+                let res = tokio::task::spawn_blocking(move || state.reload()).await;
+                match res {
+                    Ok(Ok(generation)) => json_response(
+                        StatusCode::OK,
+                        json!({"result": "success", "generation": generation}),
+                    ),
+                    Ok(Err(errors)) => json_response(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"result": "failure", "errors": errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>()}),
+                    ),
+                    Err(_) => json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"result": "failure"}),
+                    ),
+                }
+            }
+            (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/status" | "/api/v1/reload") => {
+                json_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    json!({"error": "method not allowed"}),
+                )
+            }
+            _ => json_response(StatusCode::NOT_FOUND, json!({"error": "not found"})),
+        }
+    }
+}
+
+impl AdminApp {
+    fn status(&self) -> serde_json::Value {
+        let snap = self.state.snapshot.load_full();
+        let sites: Vec<_> = snap
+            .sites
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "hosts": s.hosts,
+                    "file": s.file.display().to_string(),
+                    "pools": s.pools.iter().map(|p| json!({
+                        "name": p.name,
+                        "available": p.available(),
+                        "backends": p.backends.iter().map(|b| json!({
+                            "addr": b.addr.to_string(),
+                            "weight": b.weight,
+                            "healthy": b.health.is_active_healthy(),
+                            "ejected": b.health.is_ejected(),
+                        })).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let failures = match self.state.recent_failures.lock() {
+            Ok(q) => q.iter().cloned().collect::<Vec<_>>(),
+            Err(p) => p.into_inner().iter().cloned().collect(),
+        };
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": {
+                "path": snap.config_path.display().to_string(),
+                "generation": snap.generation,
+                "loaded_at_unix": unix_secs(snap.loaded_at),
+            },
+            "sites": sites,
+            "recent_reload_errors": failures,
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Command line: `egret run`, `egret check`, `egret demo`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "egret",
+    version,
+    about = "Security gateway for a city's government websites"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve traffic with the given configuration.
+    Run {
+        /// The global configuration file.
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+    /// Load and validate the configuration without serving (like `nginx -t`).
+    Check {
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+    /// Start the built-in demo origins and serve the bundled example configuration.
+    Demo {
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => match crate::server::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("egret: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { config } => match crate::demo::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("egret demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check(config: &std::path::Path) -> ExitCode {
+    let health = crate::upstream::HealthRegistry::default();
+    match crate::config::load(config, &health, 1) {
+        Ok(snap) => {
+            let backends: usize = snap
+                .sites
+                .iter()
+                .flat_map(|s| s.pools.iter())
+                .map(|p| p.backends.len())
+                .sum();
+            println!(
+                "{}: configuration OK: {} sites, {} host names, {} backends",
+                config.display(),
+                snap.sites.len(),
+                snap.sites.iter().map(|s| s.hosts.len()).sum::<usize>(),
+                backends
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "{}: configuration has {} error(s)",
+                config.display(),
+                errors.0.len()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! Validation: raw config types into runtime types, collecting every error with its place.
+
+use super::error::{ConfigError, ConfigErrors, SourceFile};
+use super::raw::*;
+use crate::error_pages::{ErrorPages, STATUSES};
+use crate::routing::{normalize_host, HostIndex, Route};
+use crate::snapshot::*;
+use crate::upstream::{Backend, HealthCheck, HealthRegistry, LbPolicy, Passive, Pool, UpstreamTls};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use toml::Spanned;
+
+/// Loads and compiles everything; see [`super::load`].
+pub fn load_all(
+    path: &Path,
+    health: &HealthRegistry,
+    generation: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let file = SourceFile::read(path).map_err(|e| ConfigErrors(vec![e]))?;
+    let raw: RawGlobal = file.parse().map_err(|e| ConfigErrors(vec![e]))?;
+    let global = compile_global(&file, &raw, &mut errors);
+    let global_limits = merge_limits(&Limits::default(), &raw.limits);
+    let global_timeouts = merge_timeouts(&UpstreamTimeouts::default(), &raw.upstream);
+
+    let mut site_files: Vec<PathBuf> = match std::fs::read_dir(&global.sites_dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect(),
+        Err(e) => {
+            let span = raw.sites_dir.as_ref().map(|s| s.span()).unwrap_or(0..0);
+            errors.push(file.error(
+                span,
+                format!(
+                    "cannot read sites directory {}: {e}",
+                    global.sites_dir.display()
+                ),
+            ));
+            Vec::new()
+        }
+    };
+    site_files.sort();
+
+    let mut sites: Vec<Arc<Site>> = Vec::new();
+    let mut hosts = HostIndex::default();
+    // host pattern -> (file, line) of its first claim, to name both files on a duplicate.
+    let mut host_owner: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    let mut names: HashMap<String, PathBuf> = HashMap::new();
+
+    for sf_path in &site_files {
+        let sf = match SourceFile::read(sf_path) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let raw_site: RawSite = match sf.parse() {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let site = compile_site(
+            &sf,
+            &raw_site,
+            &global,
+            &global_limits,
+            &global_timeouts,
+            health,
+            &mut errors,
+        );
+        if let Some(prev) = names.get(site.name.as_str()) {
+            errors.push(sf.error(
+                raw_site.name.span(),
+                format!(
+                    "site name {:?} is already used by {}",
+                    site.name,
+                    prev.display()
+                ),
+            ));
+        } else {
+            names.insert(site.name.clone(), sf.path.clone());
+        }
+        let index = sites.len();
+        for h in raw_site.hosts.get_ref() {
+            let Some(pattern) = normalize_pattern(h.get_ref()) else {
+                continue;
+            };
+            let (line, _) = sf.line_col(h.span().start);
+            if let Some((other, other_line)) = host_owner.get(&pattern) {
+                errors.push(sf.error(
+                    h.span(),
+                    format!(
+                        "host {pattern:?} is already served by {}:{other_line}",
+                        other.display()
+                    ),
+                ));
+                continue;
+            }
+            host_owner.insert(pattern.clone(), (sf.path.clone(), line));
+            hosts.insert(&pattern, index);
+        }
+        sites.push(Arc::new(site));
+    }
+
+    if site_files.is_empty() && errors.is_empty() {
+        errors.push(file.error(
+            raw.sites_dir.as_ref().map(|s| s.span()).unwrap_or(0..0),
+            format!("no site files (*.toml) in {}", global.sites_dir.display()),
+        ));
+    }
+
+    errors.into_result(()).map(|()| Snapshot {
+        generation,
+        loaded_at: SystemTime::now(),
+        config_path: path.to_path_buf(),
+        global,
+        sites,
+        hosts,
+    })
+}
+
+fn normalize_pattern(h: &str) -> Option<String> {
+    match h.strip_prefix("*.") {
+        Some(rest) => normalize_host(rest).map(|r| format!("*.{r}")),
+        None => normalize_host(h),
+    }
+}
+
+fn parse_addr(
+    file: &SourceFile,
+    s: &Spanned<String>,
+    what: &str,
+    errors: &mut ConfigErrors,
+) -> Option<SocketAddr> {
+    match s.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(file.error(
+                s.span(),
+                format!(
+                    "invalid {what} {:?}: expected IP:port such as \"127.0.0.1:8080\"",
+                    s.get_ref()
+                ),
+            ));
+            None
+        }
+    }
+}
+
+fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors) -> Global {
+    let http_listen = raw
+        .listen
+        .http
+        .iter()
+        .filter_map(|s| parse_addr(file, s, "listen address", errors))
+        .collect();
+    let admin_listen = raw
+        .admin
+        .listen
+        .as_ref()
+        .and_then(|s| parse_addr(file, s, "admin listen address", errors));
+    let access_log = match raw.log.access_log.as_deref() {
+        None | Some("stdout") => AccessLogTarget::Stdout,
+        Some("off") => AccessLogTarget::Off,
+        Some(p) => AccessLogTarget::File(file.resolve(p)),
+    };
+    let log_level = match &raw.log.level {
+        None => log::LevelFilter::Info,
+        Some(l) => match l.get_ref().parse::<log::LevelFilter>() {
+            Ok(v) => v,
+            Err(_) => {
+                errors.push(file.error(
+                    l.span(),
+                    format!(
+                        "invalid log level {:?}: expected error, warn, info, debug or trace",
+                        l.get_ref()
+                    ),
+                ));
+                log::LevelFilter::Info
+            }
+        },
+    };
+    let mut trusted_proxies = Vec::new();
+    for t in &raw.trusted_proxies {
+        let s = t.get_ref().trim();
+        let parsed = s
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => trusted_proxies.push(n),
+            Err(_) => errors.push(file.error(
+                t.span(),
+                format!(
+                    "invalid trusted proxy {s:?}: expected an IP or CIDR such as \"10.0.0.0/8\""
+                ),
+            )),
+        }
+    }
+    let server = ServerSettings {
+        threads: raw.server.threads.unwrap_or(2).clamp(1, 256),
+        grace_period: raw
+            .server
+            .grace_period
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(5)),
+        shutdown_timeout: raw
+            .server
+            .shutdown_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(5)),
+        work_stealing: raw.server.work_stealing.unwrap_or(true),
+    };
+    let unknown_host = UnknownHost {
+        status: match &raw.unknown_host.status {
+            None => 404,
+            Some(s) if (400..600).contains(s.get_ref()) => *s.get_ref(),
+            Some(s) => {
+                errors.push(file.error(
+                    s.span(),
+                    format!(
+                        "invalid status {} for unknown hosts: expected 400-599",
+                        s.get_ref()
+                    ),
+                ));
+                404
+            }
+        },
+        page: raw
+            .unknown_host
+            .page
+            .as_ref()
+            .and_then(|p| read_page(file, p, errors)),
+    };
+    let error_pages = compile_error_pages(file, &raw.error_pages, errors);
+    let sites_dir = file.resolve(
+        raw.sites_dir
+            .as_ref()
+            .map(|s| s.get_ref().as_str())
+            .unwrap_or("sites"),
+    );
+    Global {
+        http_listen,
+        admin_listen,
+        access_log,
+        log_level,
+        trusted_proxies,
+        server,
+        unknown_host,
+        error_pages,
+        reload: ReloadSettings {
+            watch: raw.reload.watch.unwrap_or(true),
+            debounce: raw
+                .reload
+                .debounce
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_millis(300)),
+        },
+        sites_dir,
+    }
+}
+
+/// Largest error page file accepted.
+const MAX_PAGE_BYTES: u64 = 256 * 1024;
+
+fn read_page(
+    file: &SourceFile,
+    p: &Spanned<String>,
+    errors: &mut ConfigErrors,
+) -> Option<Arc<str>> {
+    let path = file.resolve(p.get_ref());
+    match std::fs::metadata(&path) {
+        Ok(m) if m.len() > MAX_PAGE_BYTES => {
+            errors.push(file.error(
+                p.span(),
+                format!(
+                    "page {} is {} bytes, over the {MAX_PAGE_BYTES} byte limit",
+                    path.display(),
+                    m.len()
+                ),
+            ));
+            return None;
+        }
+        _ => {}
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(Arc::from(s)),
+        Err(e) => {
+            errors.push(file.error(
+                p.span(),
+                format!("cannot read page {}: {e}", path.display()),
+            ));
+            None
+        }
+    }
+}
+
+fn compile_error_pages(
+    file: &SourceFile,
+    raw: &BTreeMap<String, Spanned<String>>,
+    errors: &mut ConfigErrors,
+) -> ErrorPages {
+    let mut custom = HashMap::new();
+    for (k, v) in raw {
+        match k.parse::<u16>() {
+            Ok(code) if STATUSES.contains(&code) => {
+                if let Some(page) = read_page(file, v, errors) {
+                    custom.insert(code, page);
+                }
+            }
+            _ => errors.push(file.error(
+                v.span(),
+                format!("error page key {k:?} is not one of the statuses {STATUSES:?}"),
+            )),
+        }
+    }
+    ErrorPages::new(custom)
+}
+
+fn merge_limits(base: &Limits, raw: &RawLimits) -> Limits {
+    Limits {
+        max_header_bytes: raw
+            .max_header_bytes
+            .map(|b| b.0 as usize)
+            .unwrap_or(base.max_header_bytes),
+        max_headers: raw.max_headers.unwrap_or(base.max_headers),
+        max_uri_bytes: raw
+            .max_uri_bytes
+            .map(|b| b.0 as usize)
+            .unwrap_or(base.max_uri_bytes),
+        max_body_bytes: raw
+            .max_body_bytes
+            .map(|b| b.0)
+            .unwrap_or(base.max_body_bytes),
+        client_header_timeout: raw
+            .client_header_timeout
+            .map(|d| d.0)
+            .unwrap_or(base.client_header_timeout),
+        client_body_timeout: raw
+            .client_body_timeout
+            .map(|d| d.0)
+            .unwrap_or(base.client_body_timeout),
+    }
+}
+
+fn merge_timeouts(base: &UpstreamTimeouts, raw: &RawUpstreamDefaults) -> UpstreamTimeouts {
+    UpstreamTimeouts {
+        connect: raw.connect_timeout.map(|d| d.0).unwrap_or(base.connect),
+        read: raw.read_timeout.map(|d| d.0).unwrap_or(base.read),
+        write: raw.write_timeout.map(|d| d.0).unwrap_or(base.write),
+        total: raw.total_timeout.map(|d| d.0).unwrap_or(base.total),
+        retries: raw.retries.unwrap_or(base.retries),
+    }
+}
+
+fn compile_site(
+    sf: &SourceFile,
+    raw: &RawSite,
+    global: &Global,
+    global_limits: &Limits,
+    global_timeouts: &UpstreamTimeouts,
+    health: &HealthRegistry,
+    errors: &mut ConfigErrors,
+) -> Site {
+    let name = raw.name.get_ref().trim().to_string();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        errors.push(sf.error(
+            raw.name.span(),
+            format!("invalid site name {name:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let mut hosts = Vec::new();
+    if raw.hosts.get_ref().is_empty() {
+        errors.push(sf.error(raw.hosts.span(), "a site needs at least one host name"));
+    }
+    for h in raw.hosts.get_ref() {
+        match normalize_pattern(h.get_ref()) {
+            Some(p) if !p[2..].is_empty() || !p.starts_with("*.") => hosts.push(p),
+            _ => errors.push(sf.error(h.span(), format!("invalid host name {:?}: expected e.g. \"www.example.gov.cn\" or \"*.example.gov.cn\"", h.get_ref()))),
+        }
+    }
+
+    let mut pools = Vec::new();
+    let mut pool_index: HashMap<&str, usize> = HashMap::new();
+    if raw.pools.is_empty() {
+        errors.push(sf.error(
+            raw.name.span(),
+            "a site needs at least one pool ([pools.NAME] with backends)",
+        ));
+    }
+    for (pname, rp) in &raw.pools {
+        pool_index.insert(pname.as_str(), pools.len());
+        pools.push(Arc::new(compile_pool(sf, &name, pname, rp, health, errors)));
+    }
+
+    let lookup_pool = |s: &Spanned<String>, errors: &mut ConfigErrors| -> usize {
+        match pool_index.get(s.get_ref().as_str()) {
+            Some(&i) => i,
+            None => {
+                let known: Vec<&str> = pool_index.keys().copied().collect();
+                errors.push(sf.error(
+                    s.span(),
+                    format!(
+                        "unknown pool {:?}; this site defines {known:?}",
+                        s.get_ref()
+                    ),
+                ));
+                0
+            }
+        }
+    };
+    let default_pool = match &raw.default_pool {
+        Some(p) => lookup_pool(p, errors),
+        None if pools.len() <= 1 => 0,
+        None => {
+            errors.push(sf.error(
+                raw.name.span(),
+                "a site with several pools needs default_pool = \"NAME\"",
+            ));
+            0
+        }
+    };
+    let mut routes = Vec::new();
+    for r in &raw.routes {
+        let prefix = r.prefix.get_ref();
+        if !prefix.starts_with('/') {
+            errors.push(sf.error(
+                r.prefix.span(),
+                format!("route prefix {prefix:?} must start with '/'"),
+            ));
+        }
+        routes.push(Route {
+            prefix: prefix.clone(),
+            pool: lookup_pool(&r.pool, errors),
+        });
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+
+    let limits = merge_limits(global_limits, &raw.limits);
+    let timeouts = merge_timeouts(global_timeouts, &raw.timeouts);
+    let error_pages =
+        global
+            .error_pages
+            .overlay(&compile_error_pages(sf, &raw.error_pages, errors));
+    Site {
+        name,
+        file: sf.path.clone(),
+        hosts,
+        pools,
+        routes,
+        default_pool,
+        timeouts,
+        limits,
+        error_pages,
+    }
+}
+
+fn compile_pool(
+    sf: &SourceFile,
+    site: &str,
+    pname: &str,
+    rp: &RawPool,
+    health: &HealthRegistry,
+    errors: &mut ConfigErrors,
+) -> Pool {
+    let lb = match rp.lb.as_ref().map(|s| s.get_ref().as_str()) {
+        None | Some("round_robin") => LbPolicy::RoundRobin,
+        Some("consistent_hash") => LbPolicy::ConsistentHash,
+        Some(other) => {
+            let span = rp.lb.as_ref().map(|s| s.span()).unwrap_or(0..0);
+            errors.push(sf.error(
+                span,
+                format!("unknown lb {other:?}: expected \"round_robin\" or \"consistent_hash\""),
+            ));
+            LbPolicy::RoundRobin
+        }
+    };
+    if rp.backends.get_ref().is_empty() {
+        errors.push(sf.error(
+            rp.backends.span(),
+            format!("pool {pname:?} has no backends"),
+        ));
+    }
+    let mut backends = Vec::new();
+    for spec in rp.backends.get_ref() {
+        let span = spec.span();
+        let b = &spec.get_ref().0;
+        let weight = match b.weight {
+            Some(w) if w == 0 || w > 1000 => {
+                errors.push(sf.error(
+                    span.clone(),
+                    format!("weight {w} out of range: expected 1-1000"),
+                ));
+                1
+            }
+            Some(w) => w,
+            None => 1,
+        };
+        let text = b.addr.trim();
+        let host = match text.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+                h.trim_start_matches('[').trim_end_matches(']').to_string()
+            }
+            _ => {
+                errors.push(sf.error(
+                    span.clone(),
+                    format!("invalid backend {text:?}: expected \"host:port\""),
+                ));
+                continue;
+            }
+        };
+        let addr = match text.to_socket_addrs() {
+            Ok(mut it) => match it.next() {
+                Some(a) => a,
+                None => {
+                    errors.push(sf.error(
+                        span.clone(),
+                        format!("backend {text:?} resolves to no address"),
+                    ));
+                    continue;
+                }
+            },
+            Err(e) => {
+                errors.push(sf.error(
+                    span.clone(),
+                    format!("cannot resolve backend {text:?}: {e}"),
+                ));
+                continue;
+            }
+        };
+        let key = format!("{site}/{pname}/{addr}");
+        backends.push(Backend {
+            addr,
+            host,
+            weight,
+            health: health.get(&key),
+            key,
+        });
+    }
+    let tls = rp.tls.as_ref().map(|t| {
+        let ca_der = t
+            .ca_file
+            .as_ref()
+            .and_then(|ca| match load_ca(&sf.resolve(ca.get_ref())) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(msg) => {
+                    errors.push(sf.error(ca.span(), msg));
+                    None
+                }
+            });
+        let sni = t
+            .sni
+            .clone()
+            .unwrap_or_else(|| backends.first().map(|b| b.host.clone()).unwrap_or_default());
+        UpstreamTls {
+            sni,
+            ca_der,
+            skip_verify: t.danger_skip_verify,
+        }
+    });
+    let health_check = rp.health_check.as_ref().map(|h| {
+        let path = h.path.as_ref().map(|p| p.get_ref().clone()).unwrap_or_else(|| "/".to_string());
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            let span = h.path.as_ref().map(|p| p.span()).unwrap_or(0..0);
+            errors.push(sf.error(span, format!("health check path {path:?} must start with '/' and contain no spaces or control characters")));
+        }
+        HealthCheck {
+            path,
+            host: h.host.clone(),
+            interval: h.interval.map(|d| d.0).unwrap_or(Duration::from_secs(5)).max(Duration::from_millis(100)),
+            timeout: h.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(2)),
+            expect_status: h.expect_status.clone().unwrap_or_else(|| vec![200]),
+            healthy_threshold: h.healthy_threshold.unwrap_or(2),
+            unhealthy_threshold: h.unhealthy_threshold.unwrap_or(2),
+        }
+    });
+    let passive = Passive {
+        max_failures: rp.passive.max_failures.unwrap_or(3),
+        eject_for: rp
+            .passive
+            .eject_for
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(10)),
+    };
+    Pool::new(pname.to_string(), backends, lb, tls, health_check, passive)
+}
+
+/// Reads a PEM file of CA certificates into DER blobs, checking each parses as X.509.
+fn load_ca(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let data =
+        std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for item in rustls_pemfile::certs(&mut data.as_slice()) {
+        let der = item.map_err(|e| format!("CA file {}: invalid PEM: {e}", path.display()))?;
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| format!("CA file {}: invalid certificate: {e}", path.display()))?;
+        out.push(der.as_ref().to_vec());
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "CA file {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// Makes a `ConfigError` usable from other modules that find problems after compile.
+pub fn error_at(file: &Path, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        line: 0,
+        col: 0,
+        message,
+    }
+}

@@ -1,0 +1,62 @@
+//! `egret demo`: built-in origin sites on loopback plus the gateway on the bundled config.
+
+pub mod origin;
+
+use anyhow::Context;
+use origin::Origin;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The demo origins and the addresses the bundled `config/sites/*.toml` point at.
+pub const DEMO_ORIGINS: &[(&str, &str)] = &[
+    ("www-1", "127.0.0.1:18081"),
+    ("www-2", "127.0.0.1:18082"),
+    ("jyj-web", "127.0.0.1:18083"),
+    ("jyj-api", "127.0.0.1:18084"),
+];
+
+/// Starts the origins on a background runtime, prints the tour, and runs the gateway.
+pub fn run(config: &Path) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the demo origins' runtime")?;
+    let origins: Vec<Origin> = rt.block_on(async {
+        let mut v = Vec::new();
+        for (name, addr) in DEMO_ORIGINS {
+            let addr: SocketAddr = addr.parse().context("demo origin address")?;
+            v.push(
+                Origin::start(name, addr)
+                    .await
+                    .with_context(|| format!("cannot start demo origin {name} on {addr}"))?,
+            );
+        }
+        anyhow::Ok(v)
+    })?;
+    std::thread::Builder::new()
+        .name("demo-origins".into())
+        .spawn(move || {
+            rt.block_on(std::future::pending::<()>());
+            drop(origins);
+        })?;
+    print_tour();
+    crate::server::run(config)
+}
+
+fn print_tour() {
+    println!(
+        r#"
+Egret demo: two government sites behind one gateway.
+  origins: www.demo.gov.cn -> 127.0.0.1:18081, :18082   jyj.demo.gov.cn -> :18083 (web), :18084 (/api/)
+
+Try, in another terminal:
+  curl -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/
+  curl -H 'Host: jyj.demo.gov.cn' http://127.0.0.1:8080/
+  curl -H 'Host: jyj.demo.gov.cn' http://127.0.0.1:8080/api/schools
+  curl -i -H 'Host: unknown.example' http://127.0.0.1:8080/          # 404 page with a request id
+  curl -s http://127.0.0.1:9901/metrics | grep egret_requests_total
+  curl -s http://127.0.0.1:9901/api/v1/status
+"#
+    );
+}

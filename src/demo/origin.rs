@@ -1,0 +1,171 @@
+//! A small origin web server for the demo and the tests: it plays a departmental website.
+//!
+//! - `/healthz`: 200, or 503 while [`Origin::set_healthy`] is false.
+//! - `/slow/MS`: answers after MS milliseconds.
+//! - `/`, `*.htm`, `*.html`: an HTML page naming the site and the origin.
+//! - anything else: a JSON echo of the request (origin name, method, path, query, headers, body length).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A running origin.
+pub struct Origin {
+    pub name: String,
+    pub addr: SocketAddr,
+    healthy: Arc<AtomicBool>,
+    hits: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+}
+
+impl Origin {
+    /// Starts an origin on `addr` (port 0 for any free port) in the current tokio runtime.
+    pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<Origin> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let hits = Arc::new(AtomicU64::new(0));
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            healthy: healthy.clone(),
+            hits: hits.clone(),
+        });
+        tokio::spawn(accept_loop(listener, shared, stop_rx));
+        Ok(Origin {
+            name: name.to_string(),
+            addr,
+            healthy,
+            hits,
+            stop,
+        })
+    }
+
+    pub fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::Relaxed);
+    }
+
+    /// Requests served, health checks excluded.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Stops listening and closes every open connection.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Shared {
+    name: String,
+    healthy: Arc<AtomicBool>,
+    hits: Arc<AtomicU64>,
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let conn = tokio::select! {
+            _ = stop.changed() => return,
+            c = listener.accept() => c,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let shared = shared.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(shared.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = conn => {}
+            }
+        });
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    if path == "/healthz" {
+        let ok = shared.healthy.load(Ordering::Relaxed);
+        return Ok(text(
+            if ok { 200 } else { 503 },
+            "text/plain",
+            if ok { "ok\n" } else { "down\n" }.into(),
+        ));
+    }
+    shared.hits.fetch_add(1, Ordering::Relaxed);
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms.min(120_000))).await;
+    }
+    let method = req.method().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if path == "/" || path.ends_with(".htm") || path.ends_with(".html") {
+        let body = format!(
+            "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{host}</title></head>\
+<body><h1>{host}</h1><p>欢迎访问 / Welcome. Served by origin <b>{}</b>, path {path}.</p></body></html>\n",
+            shared.name
+        );
+        return Ok(text(200, "text/html; charset=utf-8", body));
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    let body_len = match Limited::new(req.into_body(), 64 * 1024 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes().len() as i64,
+        Err(_) => -1,
+    };
+    let v = serde_json::json!({
+        "origin": shared.name, "method": method, "path": path, "query": query,
+        "headers": headers, "body_len": body_len,
+    });
+    Ok(text(200, "application/json", v.to_string()))
+}
+
+fn text(status: u16, ct: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ct) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}

@@ -1,0 +1,22 @@
+//! Egret: one security gateway in front of every departmental website of a city.
+//!
+//! The binary (`src/main.rs`) is a thin shell around [`cli::main`]; tests and benches drive the
+//! library directly. docs/architecture.md maps the request pipeline onto these modules.
+#![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error_pages;
+pub mod metrics;
+pub mod observe;
+pub mod proxy;
+pub mod reload;
+pub mod respond;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+pub mod upstream;

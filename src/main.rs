@@ -1,0 +1,4 @@
+//! The `egret` binary.
+fn main() -> std::process::ExitCode {
+    egret::cli::main()
+}

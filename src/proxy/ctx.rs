@@ -1,0 +1,91 @@
+//! The per-request context: what each step learns, for later steps and for the log.
+
+use crate::snapshot::{Site, Snapshot};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What Egret did with a request, for the access log and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Action {
+    #[default]
+    Proxied,
+    UnknownHost,
+    Rejected,
+    Blocked,
+    Limited,
+    NoBackend,
+    UpstreamError,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Proxied => "proxied",
+            Action::UnknownHost => "unknown_host",
+            Action::Rejected => "rejected",
+            Action::Blocked => "blocked",
+            Action::Limited => "limited",
+            Action::NoBackend => "no_backend",
+            Action::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// Per-request state, created by `new_ctx` and passed to every hook.
+pub struct Ctx {
+    pub started: Instant,
+    /// The snapshot this request uses from start to end.
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub site: Option<Arc<Site>>,
+    pub pool: usize,
+    pub host: String,
+    pub client_ip: Option<IpAddr>,
+    pub peer_trusted: bool,
+    pub request_id: String,
+    pub https: bool,
+    /// Backends already tried (indices into the pool).
+    pub tried: Vec<usize>,
+    pub backend: Option<usize>,
+    pub upstream_sent_at: Option<Instant>,
+    pub upstream_header_ms: Option<f64>,
+    pub upstream_status: Option<u16>,
+    pub body_bytes_in: u64,
+    pub action: Action,
+    /// Status of a response Egret wrote itself (when no upstream response exists).
+    pub own_status: Option<u16>,
+    pub error: Option<&'static str>,
+    pub in_flight: bool,
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            snapshot: None,
+            site: None,
+            pool: 0,
+            host: String::new(),
+            client_ip: None,
+            peer_trusted: false,
+            request_id: String::new(),
+            https: false,
+            tried: Vec::new(),
+            backend: None,
+            upstream_sent_at: None,
+            upstream_header_ms: None,
+            upstream_status: None,
+            body_bytes_in: 0,
+            action: Action::Proxied,
+            own_status: None,
+            error: None,
+            in_flight: false,
+        }
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx::new()
+    }
+}

@@ -1,0 +1,416 @@
+//! The request pipeline: Egret's pingora `ProxyHttp` implementation.
+//!
+//! Each hook is short and calls into the module that owns its step (see docs/architecture.md):
+//! `request_filter` identifies the client, checks framing, finds the site and the route;
+//! `upstream_peer` picks a healthy backend; `upstream_request_filter` sets forwarding headers;
+//! `fail_to_connect`/`fail_to_proxy` handle origin failures; `logging` records every request once.
+
+pub mod client_ip;
+pub mod ctx;
+pub mod framing;
+
+use crate::respond;
+use crate::routing::normalize_host;
+use crate::state::AppState;
+use crate::upstream::pool::hash_ip;
+use async_trait::async_trait;
+use bytes::Bytes;
+use ctx::{Action, Ctx};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorSource;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The proxy application; cheap to clone.
+pub struct EgretProxy {
+    pub state: Arc<AppState>,
+}
+
+/// The host a request is for: the URI authority (HTTP/2, absolute-form) or the Host header.
+fn request_host(req: &RequestHeader) -> Option<String> {
+    if let Some(h) = req.uri.host() {
+        return normalize_host(h);
+    }
+    let h = req.headers.get(http::header::HOST)?;
+    normalize_host(std::str::from_utf8(h.as_bytes()).ok()?)
+}
+
+impl EgretProxy {
+    /// Writes one of Egret's own pages and records it; returns `Ok(true)` for `request_filter`.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        action: Action,
+        close: bool,
+    ) -> Result<bool> {
+        ctx.action = action;
+        ctx.own_status = Some(status);
+        let pages = match (&ctx.site, &ctx.snapshot) {
+            (Some(site), _) => site.error_pages.clone(),
+            (None, Some(s)) => s.global.error_pages.clone(),
+            (None, None) => Default::default(),
+        };
+        respond::write_error_page(session, &pages, status, &ctx.request_id, close).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EgretProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    /// Identity, framing, site, limits and route. Returns `Ok(true)` when Egret answered itself.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let snap = self.state.snapshot.load_full();
+        self.state.metrics.in_flight.inc();
+        ctx.in_flight = true;
+        ctx.https = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some();
+
+        // 2. identity
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.peer_trusted = peer.is_some_and(|ip| snap.is_trusted_proxy(&ip));
+        let req = session.req_header();
+        ctx.client_ip = peer.map(|p| {
+            client_ip::resolve_client_ip(
+                p,
+                ctx.peer_trusted,
+                req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+                req.headers.get("x-real-ip").map(|v| v.as_bytes()),
+                |ip| snap.is_trusted_proxy(ip),
+            )
+        });
+        ctx.request_id = match req.headers.get("x-request-id") {
+            Some(v) if ctx.peer_trusted && client_ip::acceptable_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => client_ip::new_request_id(),
+        };
+
+        // 1. framing, then site
+        let raw = session.as_http1().map(|s| s.get_headers_raw_bytes());
+        let req = session.req_header();
+        let framing = framing::check_framing(req, raw.as_deref());
+        let host = request_host(req);
+        ctx.snapshot = Some(snap.clone());
+        if let Err(r) = framing {
+            ctx.error = Some(r.reason);
+            return self
+                .answer(session, ctx, r.status, Action::Rejected, r.close)
+                .await;
+        }
+        let Some(host) = host else {
+            ctx.error = Some("missing or invalid Host");
+            return self.answer(session, ctx, 400, Action::Rejected, true).await;
+        };
+        ctx.host = host;
+        let Some(site) = snap.site_for_host(&ctx.host).cloned() else {
+            ctx.action = Action::UnknownHost;
+            let status = snap.global.unknown_host.status;
+            ctx.own_status = Some(status);
+            match &snap.global.unknown_host.page {
+                Some(page) => {
+                    respond::write_html(session, status, page.to_string(), &ctx.request_id, false)
+                        .await?
+                }
+                None => {
+                    respond::write_error_page(
+                        session,
+                        &snap.global.error_pages,
+                        status,
+                        &ctx.request_id,
+                        false,
+                    )
+                    .await?
+                }
+            }
+            return Ok(true);
+        };
+        ctx.site = Some(site.clone());
+
+        if let Err(r) = framing::check_limits(
+            session.req_header(),
+            raw.as_ref().map(|r| r.len()),
+            &site.limits,
+        ) {
+            ctx.error = Some(r.reason);
+            return self
+                .answer(session, ctx, r.status, Action::Rejected, r.close)
+                .await;
+        }
+        session.set_read_timeout(Some(site.limits.client_body_timeout));
+
+        // 6. route
+        ctx.pool = site.pool_for_path(session.req_header().uri.path());
+        Ok(false)
+    }
+
+    /// Counts body bytes and enforces the body limit on chunked bodies.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes_in += b.len() as u64;
+            if let Some(site) = &ctx.site {
+                if ctx.body_bytes_in > site.limits.max_body_bytes {
+                    ctx.action = Action::Rejected;
+                    ctx.error = Some("body too large");
+                    return Error::e_explain(HTTPStatus(413), "request body over the limit");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Picks a backend of the routed pool; 503 when none is available.
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(site) = ctx.site.clone() else {
+            return Error::e_explain(HTTPStatus(500), "no site in context");
+        };
+        let Some(pool) = site.pools.get(ctx.pool) else {
+            return Error::e_explain(HTTPStatus(500), "route points at no pool");
+        };
+        let key = ctx.client_ip.map(|ip| hash_ip(&ip)).unwrap_or(0);
+        let Some(idx) = pool.select(key, &ctx.tried) else {
+            ctx.action = Action::NoBackend;
+            ctx.error = Some("no healthy backend");
+            return Error::e_explain(HTTPStatus(503), "no healthy backend");
+        };
+        ctx.tried.push(idx);
+        ctx.backend = Some(idx);
+        let b = &pool.backends[idx];
+        let t = &site.timeouts;
+        let remaining = t.total.saturating_sub(ctx.started.elapsed());
+        if remaining.is_zero() {
+            return Error::e_explain(HTTPStatus(504), "total timeout spent before connecting");
+        }
+        let (tls, sni) = match &pool.tls {
+            Some(tls) => (true, tls.sni.clone()),
+            None => (false, String::new()),
+        };
+        let mut peer = HttpPeer::new(b.addr, tls, sni);
+        peer.options.connection_timeout = Some(t.connect.min(remaining));
+        peer.options.total_connection_timeout = Some((t.connect * 2).min(remaining));
+        peer.options.read_timeout = Some(t.read.min(remaining));
+        peer.options.write_timeout = Some(t.write);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if let Some(tls) = &pool.tls {
+            if tls.skip_verify {
+                peer.options.verify_cert = false;
+                peer.options.verify_hostname = false;
+            }
+            if let Some(ca) = &tls.ca_der {
+                let list: Vec<pingora::utils::tls::WrappedX509> = ca
+                    .iter()
+                    .map(|der| {
+                        pingora::utils::tls::WrappedX509::new(
+                            der.clone(),
+                            pingora::utils::tls::parse_x509,
+                        )
+                    })
+                    .collect();
+                peer.options.ca = Some(Arc::from(list.into_boxed_slice()));
+            }
+        }
+        Ok(Box::new(peer))
+    }
+
+    /// A connection failure: passive ejection and, within the retry budget, another backend.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(site), Some(idx)) = (&ctx.site, ctx.backend) {
+            if let Some(pool) = site.pools.get(ctx.pool) {
+                if let Some(b) = pool.backends.get(idx) {
+                    if b.health
+                        .record_connect_failure(pool.passive.max_failures, pool.passive.eject_for)
+                    {
+                        log::warn!(
+                            "backend {} ejected for {:?} after connection failures",
+                            b.key,
+                            pool.passive.eject_for
+                        );
+                    }
+                    let kind = if matches!(e.etype(), ConnectTimedout) {
+                        "connect_timeout"
+                    } else {
+                        "connect"
+                    };
+                    self.state
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[&site.name, &pool.name, &b.addr.to_string(), kind])
+                        .inc();
+                }
+            }
+            if ctx.tried.len() <= site.timeouts.retries as usize {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    /// Forwarding headers towards the origin.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let xff = match (
+            ctx.peer_trusted,
+            session.req_header().headers.get("x-forwarded-for"),
+        ) {
+            (true, Some(prev)) => {
+                let peer = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
+                format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes()))
+            }
+            _ => client.clone(),
+        };
+        up.insert_header("x-forwarded-for", xff)?;
+        up.insert_header("x-real-ip", client)?;
+        up.insert_header(
+            "x-forwarded-proto",
+            if ctx.https { "https" } else { "http" },
+        )?;
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // HTTP/2 clients send an absolute URI and no Host; origins expect origin-form plus Host.
+        if up.uri.authority().is_some() {
+            if up.headers.get(http::header::HOST).is_none() {
+                if let Some(a) = up.uri.authority() {
+                    let a = a.to_string();
+                    up.insert_header(http::header::HOST, a)?;
+                }
+            }
+            let pq = up
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            if let Ok(uri) = pq.parse::<http::Uri>() {
+                up.set_uri(uri);
+            }
+        }
+        ctx.upstream_sent_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// The origin answered: record its status and timing; its health is confirmed.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(resp.status.as_u16());
+        if let Some(t) = ctx.upstream_sent_at {
+            ctx.upstream_header_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        if let (Some(site), Some(idx)) = (&ctx.site, ctx.backend) {
+            if let Some(b) = site.pools.get(ctx.pool).and_then(|p| p.backends.get(idx)) {
+                b.health.record_success();
+            }
+        }
+        Ok(())
+    }
+
+    /// Errors after routing: the status, the branded page, and the log fields.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            etype => match e.esource() {
+                ErrorSource::Upstream => match etype {
+                    ConnectTimedout | ReadTimedout | WriteTimedout => 504,
+                    _ => 502,
+                },
+                ErrorSource::Downstream => match etype {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    ReadTimedout => 408,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 502,
+            },
+        };
+        if matches!(e.esource(), ErrorSource::Upstream) {
+            if ctx.action == Action::Proxied {
+                ctx.action = Action::UpstreamError;
+            }
+            let kind = match e.etype() {
+                ConnectTimedout | ReadTimedout | WriteTimedout => "timeout",
+                _ => "proxy",
+            };
+            if let (Some(site), Some(idx)) = (&ctx.site, ctx.backend) {
+                if let Some(pool) = site.pools.get(ctx.pool) {
+                    if let Some(b) = pool.backends.get(idx) {
+                        self.state
+                            .metrics
+                            .upstream_errors
+                            .with_label_values(&[&site.name, &pool.name, &b.addr.to_string(), kind])
+                            .inc();
+                    }
+                }
+            }
+        }
+        if ctx.error.is_none() {
+            ctx.error = Some(match e.esource() {
+                ErrorSource::Upstream => "upstream error",
+                ErrorSource::Downstream => "client error",
+                _ => "internal error",
+            });
+        }
+        if code > 0 && session.response_written().is_none() {
+            ctx.own_status = Some(code);
+            let pages = match (&ctx.site, &ctx.snapshot) {
+                (Some(site), _) => site.error_pages.clone(),
+                (None, Some(s)) => s.global.error_pages.clone(),
+                _ => Default::default(),
+            };
+            if let Err(err) =
+                respond::write_error_page(session, &pages, code, &ctx.request_id, true).await
+            {
+                log::debug!("cannot send error page: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Records the request: access log line and metrics. Runs for every request.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        crate::observe::record(&self.state, session, e, ctx);
+    }
+
+    /// Quiet the error log for clients that just went away.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        matches!(error.esource(), ErrorSource::Downstream)
+            && matches!(error.etype(), ConnectionClosed | ReadError | WriteError)
+    }
+}

@@ -1,0 +1,54 @@
+//! Turning a decision into a response: the one place that writes Egret's own responses
+//! (error pages, blocks, unknown hosts) to the client.
+
+use crate::error_pages::ErrorPages;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// Writes a full response with status `status` and `body` (HTML), with the request ID header.
+/// `close` ends the connection afterwards (framing in doubt, or a hostile client).
+pub async fn write_html(
+    session: &mut Session,
+    status: u16,
+    body: String,
+    request_id: &str,
+    close: bool,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(6))?;
+    resp.insert_header("content-type", "text/html; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header("x-request-id", request_id)?;
+    if close {
+        resp.insert_header("connection", "close")?;
+        session.set_keepalive(None);
+    }
+    let head = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp), head).await?;
+    if !head {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes the error page for `status` from `pages`.
+pub async fn write_error_page(
+    session: &mut Session,
+    pages: &ErrorPages,
+    status: u16,
+    request_id: &str,
+    close: bool,
+) -> Result<()> {
+    write_html(
+        session,
+        status,
+        pages.render(status, request_id),
+        request_id,
+        close,
+    )
+    .await
+}

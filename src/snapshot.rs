@@ -1,0 +1,155 @@
+//! The runtime configuration: one immutable [`Snapshot`] of everything a request needs.
+//!
+//! A snapshot is built by [`crate::config::load`] and swapped in whole by the reloader. A request
+//! loads it once (`ArcSwap::load_full`) at its start and uses only that one, so a reload never
+//! changes the rules under a request in flight. State that must outlive reloads (backend health,
+//! later rate-limit counters and defacement baselines) lives outside, keyed by stable names.
+
+use crate::error_pages::ErrorPages;
+use crate::routing::{HostIndex, Route};
+use crate::upstream::Pool;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Everything loaded from the config files, validated and compiled.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one on every successful load in this process.
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    pub config_path: PathBuf,
+    pub global: Global,
+    pub sites: Vec<Arc<Site>>,
+    pub hosts: HostIndex,
+}
+
+impl Snapshot {
+    /// The site serving a normalised host name.
+    pub fn site_for_host(&self, host: &str) -> Option<&Arc<Site>> {
+        self.hosts.lookup(host).and_then(|i| self.sites.get(i))
+    }
+
+    /// Whether a peer address is a trusted proxy (may set X-Forwarded-For and X-Request-Id).
+    pub fn is_trusted_proxy(&self, ip: &IpAddr) -> bool {
+        self.global.trusted_proxies.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// Settings from the global file.
+#[derive(Debug)]
+pub struct Global {
+    pub http_listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub access_log: AccessLogTarget,
+    pub log_level: log::LevelFilter,
+    pub trusted_proxies: Vec<IpNet>,
+    pub server: ServerSettings,
+    pub unknown_host: UnknownHost,
+    pub error_pages: ErrorPages,
+    pub reload: ReloadSettings,
+    pub sites_dir: PathBuf,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// Process settings; changing them needs a restart (pingora cannot rebind listeners live).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub work_stealing: bool,
+}
+
+/// The answer for a Host that no site claims.
+#[derive(Debug, Clone)]
+pub struct UnknownHost {
+    pub status: u16,
+    /// A custom body; the built-in error page for `status` otherwise.
+    pub page: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadSettings {
+    pub watch: bool,
+    pub debounce: Duration,
+}
+
+/// Request limits after layering a site's overrides on the global defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            client_header_timeout: Duration::from_secs(10),
+            client_body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Timeouts and retries towards a site's origins.
+#[derive(Debug, Clone)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    /// Upper bound from the start of the request to the origin's response header.
+    pub total: Duration,
+    /// Further attempts on another backend after a connection failure.
+    pub retries: u32,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        UpstreamTimeouts {
+            connect: Duration::from_secs(3),
+            read: Duration::from_secs(30),
+            write: Duration::from_secs(30),
+            total: Duration::from_secs(60),
+            retries: 1,
+        }
+    }
+}
+
+/// One departmental website.
+#[derive(Debug)]
+pub struct Site {
+    pub name: String,
+    pub file: PathBuf,
+    pub hosts: Vec<String>,
+    pub pools: Vec<Arc<Pool>>,
+    /// Sorted longest prefix first.
+    pub routes: Vec<Route>,
+    pub default_pool: usize,
+    pub timeouts: UpstreamTimeouts,
+    pub limits: Limits,
+    pub error_pages: ErrorPages,
+}
+
+impl Site {
+    /// The pool serving `path`.
+    pub fn pool_for_path(&self, path: &str) -> usize {
+        crate::routing::route_pool(&self.routes, self.default_pool, path)
+    }
+}
