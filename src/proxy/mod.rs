@@ -340,6 +340,17 @@ impl ProxyHttp for EgretProxy {
         Ok(())
     }
 
+    /// Response headers towards the client: the request ID, so a citizen can quote it.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
     /// Errors after routing: the status, the branded page, and the log fields.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = match e.etype() {

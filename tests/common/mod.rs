@@ -1,0 +1,263 @@
+//! Test harness: real origins on loopback, the real `egret` binary on a temporary config,
+//! real HTTP clients. Every port is ephemeral; readiness is polled with a deadline.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use egret::demo::origin::Origin;
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts an origin on a free port.
+pub async fn origin(name: &str) -> Origin {
+    Origin::start(name, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("origin")
+}
+
+/// A running gateway process and its temporary config directory.
+pub struct Gateway {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub stderr_path: PathBuf,
+    pub access_log: PathBuf,
+}
+
+/// The global config used by tests; `extra` is appended (extra tables or keys go before tables).
+pub fn global_toml(
+    http: SocketAddr,
+    admin: SocketAddr,
+    access_log: &Path,
+    top: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"sites_dir = "sites"
+{top}
+[listen]
+http = ["{http}"]
+[admin]
+listen = "{admin}"
+[log]
+access_log = "{}"
+level = "info"
+[server]
+threads = 2
+grace_period = "1s"
+shutdown_timeout = "2s"
+[reload]
+watch = true
+debounce = "100ms"
+{extra}
+"#,
+        access_log.display()
+    )
+}
+
+impl Gateway {
+    /// Writes the config (global file built from `top`/`extra`, plus `sites`) and starts egret.
+    pub fn start(sites: &[(&str, String)], top: &str, extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("sites")).unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let access_log = dir.path().join("access.log");
+        let config = dir.path().join("egret.toml");
+        std::fs::write(&config, global_toml(http, admin, &access_log, top, extra)).unwrap();
+        for (name, body) in sites {
+            std::fs::write(dir.path().join("sites").join(format!("{name}.toml")), body).unwrap();
+        }
+        Self::spawn(dir, config, http, admin, access_log)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        http: SocketAddr,
+        admin: SocketAddr,
+        access_log: PathBuf,
+    ) -> Gateway {
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_egret"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn egret");
+        let mut g = Gateway {
+            child,
+            http,
+            admin,
+            dir,
+            config,
+            stderr_path,
+            access_log,
+        };
+        g.wait_ready();
+        g
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("egret exited early ({status}):\n{}", self.stderr());
+            }
+            if let Ok((200, _)) = raw_get(self.admin, "/readyz", "admin") {
+                if TcpStream::connect(self.http).is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "egret not ready in 30s:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn site_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("sites").join(format!("{name}.toml"))
+    }
+
+    pub fn write_site(&self, name: &str, body: &str) {
+        std::fs::write(self.site_path(name), body).unwrap();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The config generation the admin API reports.
+    pub fn generation(&self) -> u64 {
+        let (_, body) = raw_get(self.admin, "/api/v1/status", "admin").expect("status");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("status json");
+        v["config"]["generation"].as_u64().unwrap()
+    }
+
+    /// Waits until the generation passes `after`.
+    pub fn wait_generation(&self, after: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let g = self.generation();
+            if g > after {
+                return g;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload after generation {after}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reqwest client that never uses a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// GET with a Host header; returns status and body.
+pub async fn get(g: &Gateway, host: &str, path: &str) -> (u16, String) {
+    let r = client()
+        .get(g.url(path))
+        .header("host", host)
+        .send()
+        .await
+        .expect("request");
+    let s = r.status().as_u16();
+    (s, r.text().await.unwrap_or_default())
+}
+
+/// A minimal blocking HTTP/1.1 GET over a raw socket: (status, body).
+pub fn raw_get(addr: SocketAddr, path: &str, host: &str) -> std::io::Result<(u16, String)> {
+    let resp = raw_request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
+    let status = parse_status(&resp).unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Sends raw bytes and reads until the peer closes or 5 s pass.
+pub fn raw_request(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(bytes)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+pub fn parse_status(resp: &str) -> Option<u16> {
+    resp.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+}
+
+/// The JSON echo of the demo origin.
+pub fn echo(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not an origin echo ({e}): {body}"))
+}
+
+/// A site file with one pool.
+pub fn simple_site(name: &str, host: &str, backends: &[SocketAddr], extra: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "name = \"{name}\"\nhosts = [\"{host}\"]\n{extra}\n[pools.main]\nbackends = [{}]\n",
+        list.join(", ")
+    )
+}
