@@ -3,6 +3,7 @@
 //! - `/healthz`: 200, or 503 while [`Origin::set_healthy`] is false.
 //! - `/slow/MS`: answers after MS milliseconds.
 //! - `/`, `*.htm`, `*.html`: an HTML page naming the site and the origin.
+//! - `/ws` with `Upgrade: websocket`: switches protocols and echoes every byte back.
 //! - anything else: a JSON echo of the request (origin name, method, path, query, headers, body length).
 
 use bytes::Bytes;
@@ -102,9 +103,35 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
 
 async fn handle(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
+    if path == "/ws" && req.headers().contains_key(hyper::header::UPGRADE) {
+        shared.hits.fetch_add(1, Ordering::Relaxed);
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut r = text(101, "text/plain", String::new());
+        r.headers_mut().insert(
+            hyper::header::UPGRADE,
+            hyper::header::HeaderValue::from_static("websocket"),
+        );
+        r.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("upgrade"),
+        );
+        return Ok(r);
+    }
     if path == "/healthz" {
         let ok = shared.healthy.load(Ordering::Relaxed);
         return Ok(text(

@@ -58,12 +58,15 @@ level = "info"
 threads = 2
 grace_period = "1s"
 shutdown_timeout = "2s"
-[reload]
-watch = true
-debounce = "100ms"
+{reload}
 {extra}
 "#,
-        access_log.display()
+        access_log.display(),
+        reload = if extra.contains("[reload]") {
+            ""
+        } else {
+            "[reload]\nwatch = true\ndebounce = \"100ms\""
+        },
     )
 }
 
