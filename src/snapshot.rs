@@ -91,7 +91,6 @@ pub struct Limits {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub max_body_bytes: u64,
-    pub client_header_timeout: Duration,
     pub client_body_timeout: Duration,
 }
 
@@ -102,7 +101,6 @@ impl Default for Limits {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
-            client_header_timeout: Duration::from_secs(10),
             client_body_timeout: Duration::from_secs(30),
         }
     }

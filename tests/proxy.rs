@@ -435,3 +435,113 @@ async fn site_error_page_override_and_access_log() {
         assert!(v.get(field).is_some(), "missing {field} in {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_body_gets_408() {
+    let a = origin("a").await;
+    let extra = "[limits]\nclient_body_timeout = \"500ms\"\n";
+    let g = Gateway::start(
+        &[("s", simple_site("s", "s.test", &[a.addr], extra))],
+        "",
+        "",
+    );
+    let t = Instant::now();
+    let resp = tokio::task::spawn_blocking({
+        let http = g.http;
+        move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(http).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(
+                b"POST /x HTTP/1.1\r\nHost: s.test\r\nContent-Length: 100\r\n\r\nonly-ten-b",
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).to_string()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(parse_status(&resp), Some(408), "{resp}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_scrape_passes_promtool() {
+    let a = origin("a").await;
+    let g = Gateway::start(&[("s", simple_site("s", "s.test", &[a.addr], ""))], "", "");
+    get(&g, "s.test", "/x").await;
+    get(&g, "nobody.test", "/x").await;
+    client()
+        .post(g.url("/x"))
+        .header("host", "s.test")
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    let wanted = [
+        "egret_requests_total{action=\"proxied\",method=\"GET\",site=\"s\",status_class=\"2xx\"} 1",
+        "egret_requests_total{action=\"unknown_host\",method=\"GET\",site=\"_unknown\",status_class=\"4xx\"} 1",
+        "egret_request_duration_seconds_bucket",
+        "egret_upstream_duration_seconds_bucket",
+        "egret_request_body_bytes_total{site=\"s\"} 3",
+        "egret_config_generation 1",
+        "egret_build_info{version=",
+    ];
+    // Requests are recorded just after their response is sent: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = client()
+            .get(g.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        match wanted.iter().find(|f| !text.contains(*f)) {
+            None => break text,
+            Some(f) => assert!(Instant::now() < deadline, "missing {f}:\n{text}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let promtool = which("promtool")
+        .expect("promtool is required: apt-get install prometheus (scripts/test does)");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}"
+    );
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(cmd))
+        .find(|p| p.is_file())
+}

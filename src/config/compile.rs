@@ -338,10 +338,6 @@ fn merge_limits(base: &Limits, raw: &RawLimits) -> Limits {
             .max_body_bytes
             .map(|b| b.0)
             .unwrap_or(base.max_body_bytes),
-        client_header_timeout: raw
-            .client_header_timeout
-            .map(|d| d.0)
-            .unwrap_or(base.client_header_timeout),
         client_body_timeout: raw
             .client_body_timeout
             .map(|d| d.0)

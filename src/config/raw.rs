@@ -121,7 +121,6 @@ pub struct RawLimits {
     pub max_headers: Option<usize>,
     pub max_body_bytes: Option<ByteSize>,
     pub client_body_timeout: Option<Dur>,
-    pub client_header_timeout: Option<Dur>,
     pub max_uri_bytes: Option<ByteSize>,
 }
 
