@@ -186,6 +186,18 @@ pub fn rfc3339_now() -> String {
     )
 }
 
+/// RFC 3339 UTC time of a Unix timestamp in seconds.
+pub fn rfc3339_from_unix(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
 /// Howard Hinnant's days-to-civil conversion.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -28,6 +28,11 @@ pub enum Command {
         #[arg(short, long, default_value = "config/egret.toml")]
         config: PathBuf,
     },
+    /// List every site's certificate: names, issuer, expiry, key type.
+    Certs {
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
     /// Start the built-in demo origins and serve the bundled example configuration.
     Demo {
         #[arg(short, long, default_value = "config/egret.toml")]
@@ -40,6 +45,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Certs { config } => certs(&config),
         Command::Run { config } => match crate::server::run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -57,10 +63,42 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn certs(config: &std::path::Path) -> ExitCode {
+    let health = crate::upstream::HealthRegistry::default();
+    match crate::config::load(config, &health, 1) {
+        Ok(snap) => {
+            let now = std::time::SystemTime::now();
+            println!(
+                "{:<12} {:<40} {:<8} {:>9}  {:<20} issuer",
+                "site", "names", "key", "days_left", "not_after"
+            );
+            for c in &snap.cert_infos {
+                println!(
+                    "{:<12} {:<40} {:<8} {:>9}  {:<20} {}",
+                    c.site,
+                    c.names.join(","),
+                    c.key_type,
+                    c.days_left(now),
+                    crate::access_log::rfc3339_from_unix(c.not_after_unix),
+                    c.issuer
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check(config: &std::path::Path) -> ExitCode {
     let health = crate::upstream::HealthRegistry::default();
     match crate::config::load(config, &health, 1) {
         Ok(snap) => {
+            for w in &snap.warnings {
+                eprintln!("warning: {w}");
+            }
             let backends: usize = snap
                 .sites
                 .iter()

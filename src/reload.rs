@@ -96,6 +96,11 @@ fn watch_config(state: &AppState, tx: mpsc::Sender<()>) -> Option<notify::Recomm
         log::warn!("cannot watch {} ({e}); reload with SIGHUP", dir.display());
         return None;
     }
+    if snap.global.certs_dir.is_dir() && !snap.global.certs_dir.starts_with(&dir) {
+        if let Err(e) = w.watch(&snap.global.certs_dir, RecursiveMode::Recursive) {
+            log::warn!("cannot watch {} ({e})", snap.global.certs_dir.display());
+        }
+    }
     if !snap.global.sites_dir.starts_with(&dir) {
         if let Err(e) = w.watch(&snap.global.sites_dir, RecursiveMode::Recursive) {
             log::warn!("cannot watch {} ({e})", snap.global.sites_dir.display());

@@ -35,6 +35,33 @@ pub async fn write_html(
     Ok(())
 }
 
+/// Writes a redirect to `location` with a short HTML body.
+pub async fn write_redirect(
+    session: &mut Session,
+    status: u16,
+    location: &str,
+    request_id: &str,
+) -> Result<()> {
+    let body = format!(
+        "<a href=\"{}\">{}</a>\n",
+        location.replace('"', "%22"),
+        location.replace('<', "%3C")
+    );
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    resp.insert_header("location", location)?;
+    resp.insert_header("content-type", "text/html; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("x-request-id", request_id)?;
+    let head = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp), head).await?;
+    if !head {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Writes the error page for `status` from `pages`.
 pub async fn write_error_page(
     session: &mut Session,

@@ -11,6 +11,7 @@ use crate::upstream::checker::HealthChecker;
 use crate::upstream::HealthRegistry;
 use anyhow::Context;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
@@ -24,19 +25,29 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let snap = crate::config::load(config_path, &health, 1)
         .map_err(|e| anyhow::anyhow!("configuration is invalid:\n{e}"))?;
     init_logging(snap.global.log_level);
+    // Before any TLS config is built: the process-wide crypto provider (TLS policy).
+    crate::tls::install_crypto_provider(snap.global.tls.tls13_only);
+    for w in &snap.warnings {
+        log::warn!("{w}");
+    }
     let access_log =
         AccessLog::start(&snap.global.access_log).context("cannot open the access log")?;
     let metrics = Metrics::new().context("cannot create metrics")?;
     let settings = snap.global.server.clone();
     let http_listen = snap.global.http_listen.clone();
+    let https_listen = snap.global.https_listen.clone();
     let admin_listen = snap.global.admin_listen;
-    if http_listen.is_empty() {
+    if http_listen.is_empty() && https_listen.is_empty() {
         anyhow::bail!(
-            "{}: [listen] http has no address; nothing to serve",
+            "{}: [listen] has no http or https address; nothing to serve",
             config_path.display()
         );
     }
-    for a in http_listen.iter().chain(admin_listen.iter()) {
+    for a in http_listen
+        .iter()
+        .chain(https_listen.iter())
+        .chain(admin_listen.iter())
+    {
         // Fail with a clear message now rather than inside pingora's listener setup.
         std::net::TcpListener::bind(a).with_context(|| format!("cannot listen on {a}"))?;
     }
@@ -67,6 +78,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     for a in &http_listen {
         proxy.add_tcp(&a.to_string());
     }
+    for a in &https_listen {
+        let mut tls = TlsSettings::with_callbacks(Box::new(crate::tls::SniCapture))
+            .map_err(|e| anyhow::anyhow!("cannot set up TLS on {a}: {e}"))?;
+        tls.set_cert_resolver(state.tls_resolver.clone());
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&a.to_string(), None, tls);
+    }
     server.add_service(proxy);
 
     if let Some(a) = admin_listen {
@@ -94,10 +112,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
 
     state.ready.store(true, Ordering::Relaxed);
     log::info!(
-        "egret {} serving {} sites on {:?}, admin on {:?}",
+        "egret {} serving {} sites on http {:?}, https {:?}, admin on {:?}",
         env!("CARGO_PKG_VERSION"),
         state.snapshot.load().sites.len(),
         http_listen,
+        https_listen,
         admin_listen
     );
     server.run_forever();

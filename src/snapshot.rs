@@ -24,6 +24,11 @@ pub struct Snapshot {
     pub global: Global,
     pub sites: Vec<Arc<Site>>,
     pub hosts: HostIndex,
+    /// Certificates by SNI, handed to the listener's resolver on every swap.
+    pub certs: Arc<crate::tls::CertStore>,
+    pub cert_infos: Vec<crate::tls::CertInfo>,
+    /// Problems that do not stop a load (certificates expiring soon).
+    pub warnings: Vec<String>,
 }
 
 impl Snapshot {
@@ -42,6 +47,8 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct Global {
     pub http_listen: Vec<SocketAddr>,
+    pub https_listen: Vec<SocketAddr>,
+    pub tls: GlobalTls,
     pub admin_listen: Option<SocketAddr>,
     pub access_log: AccessLogTarget,
     pub log_level: log::LevelFilter,
@@ -51,6 +58,23 @@ pub struct Global {
     pub error_pages: ErrorPages,
     pub reload: ReloadSettings,
     pub sites_dir: PathBuf,
+    pub certs_dir: PathBuf,
+}
+
+/// TLS policy; needs a restart to change (process-wide rustls provider, listener settings).
+#[derive(Debug, Clone, Default)]
+pub struct GlobalTls {
+    pub tls13_only: bool,
+    pub refuse_unknown_sni: bool,
+}
+
+/// A site's HTTPS policy.
+#[derive(Debug, Clone)]
+pub struct SiteTls {
+    pub redirect_http: bool,
+    pub redirect_exempt: Vec<String>,
+    /// The Strict-Transport-Security value, when HSTS is on.
+    pub hsts: Option<String>,
 }
 
 /// Where access log lines go.
@@ -143,6 +167,7 @@ pub struct Site {
     pub timeouts: UpstreamTimeouts,
     pub limits: Limits,
     pub error_pages: ErrorPages,
+    pub tls: Option<SiteTls>,
 }
 
 impl Site {

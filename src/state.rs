@@ -32,6 +32,8 @@ pub struct AppState {
     pub recent_failures: Mutex<VecDeque<ReloadFailure>>,
     /// Set once listeners are up.
     pub ready: AtomicBool,
+    /// The HTTPS listeners' certificate resolver; updated on every swap.
+    pub tls_resolver: Arc<crate::tls::SniResolver>,
 }
 
 impl AppState {
@@ -44,7 +46,10 @@ impl AppState {
     ) -> AppState {
         metrics.config_generation.set(first.generation as i64);
         metrics.last_reload_success.set(unix_secs(first.loaded_at));
+        let tls_resolver = Arc::new(crate::tls::SniResolver::default());
+        publish_certs(&first, &tls_resolver, &metrics);
         AppState {
+            tls_resolver,
             config_path,
             next_generation: AtomicU64::new(first.generation + 1),
             snapshot: ArcSwap::from_pointee(first),
@@ -79,6 +84,10 @@ impl AppState {
                     .last_reload_success
                     .set(unix_secs(snap.loaded_at));
                 self.metrics.reloads.with_label_values(&["success"]).inc();
+                publish_certs(&snap, &self.tls_resolver, &self.metrics);
+                for w in &snap.warnings {
+                    log::warn!("{w}");
+                }
                 self.snapshot.store(Arc::new(snap));
                 self.health.retain(&keep);
                 self.metrics.backend_up.reset();
@@ -105,6 +114,18 @@ impl AppState {
                 Err(errors)
             }
         }
+    }
+}
+
+/// Hands a snapshot's certificates to the resolver and the expiry metric.
+fn publish_certs(snap: &Snapshot, resolver: &crate::tls::SniResolver, metrics: &Metrics) {
+    resolver.store.store(snap.certs.clone());
+    metrics.cert_expiry.reset();
+    for c in &snap.cert_infos {
+        metrics
+            .cert_expiry
+            .with_label_values(&[&c.site])
+            .set(c.not_after_unix as f64);
     }
 }
 

@@ -52,7 +52,10 @@ fn broken_configs_report_file_line_and_reason() {
 
 #[test]
 fn bundled_example_config_is_valid() {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/egret.toml");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The bundled config names the demo certificates, which `egret demo` generates.
+    egret::demo::certs::ensure_demo_certs(&root.join("certs/demo")).unwrap();
+    let config = root.join("config/egret.toml");
     let (ok, out) = check(&config);
     assert!(ok, "{out}");
     assert!(out.contains("configuration OK: 2 sites"), "{out}");

@@ -50,6 +50,11 @@ pub fn load_all(
     // host pattern -> (file, line) of its first claim, to name both files on a duplicate.
     let mut host_owner: HashMap<String, (PathBuf, usize)> = HashMap::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
+    let mut certs = crate::tls::CertStore::default();
+    let mut cert_infos = Vec::new();
+    let mut warnings = Vec::new();
+    let mut first_cert = None;
+    let now = SystemTime::now();
 
     for sf_path in &site_files {
         let sf = match SourceFile::read(sf_path) {
@@ -106,6 +111,42 @@ pub fn load_all(
             host_owner.insert(pattern.clone(), (sf.path.clone(), line));
             hosts.insert(&pattern, index);
         }
+        if let Some(t) = &raw_site.tls {
+            let cert = resolve_in(&global.certs_dir, t.cert.get_ref());
+            let key = resolve_in(&global.certs_dir, t.key.get_ref());
+            let ocsp = t
+                .ocsp
+                .as_ref()
+                .map(|o| resolve_in(&global.certs_dir, o.get_ref()));
+            match crate::tls::certs::load(
+                &site.name,
+                &cert,
+                &key,
+                ocsp.as_deref(),
+                &site.hosts,
+                now,
+            ) {
+                Ok(loaded) => {
+                    for h in &site.hosts {
+                        match h.strip_prefix("*.") {
+                            Some(suffix) => certs
+                                .wildcard
+                                .insert(suffix.to_string(), loaded.key.clone()),
+                            None => certs.exact.insert(h.clone(), loaded.key.clone()),
+                        };
+                    }
+                    warnings.extend(
+                        loaded
+                            .warnings
+                            .iter()
+                            .map(|w| format!("{}: {w}", sf.path.display())),
+                    );
+                    first_cert.get_or_insert_with(|| loaded.key.clone());
+                    cert_infos.push(loaded.info);
+                }
+                Err(msg) => errors.push(sf.error(t.cert.span(), msg)),
+            }
+        }
         sites.push(Arc::new(site));
     }
 
@@ -116,6 +157,31 @@ pub fn load_all(
         ));
     }
 
+    if !global.tls.refuse_unknown_sni {
+        match (&raw.tls.default_cert, &raw.tls.default_key) {
+            (Some(c), Some(k)) => {
+                let (cp, kp) = (
+                    resolve_in(&global.certs_dir, c.get_ref()),
+                    resolve_in(&global.certs_dir, k.get_ref()),
+                );
+                match crate::tls::certs::load("_default", &cp, &kp, None, &[], now) {
+                    Ok(loaded) => certs.default = Some(loaded.key),
+                    Err(msg) => errors.push(file.error(c.span(), msg)),
+                }
+            }
+            (Some(c), None) | (None, Some(c)) => {
+                errors.push(file.error(c.span(), "[tls] default_cert and default_key go together"))
+            }
+            (None, None) => certs.default = first_cert,
+        }
+    }
+    if !global.https_listen.is_empty() && cert_infos.is_empty() && errors.is_empty() {
+        errors.push(file.error(
+            0..0,
+            "[listen] https is set but no site has a [tls] certificate",
+        ));
+    }
+
     errors.into_result(()).map(|()| Snapshot {
         generation,
         loaded_at: SystemTime::now(),
@@ -123,7 +189,20 @@ pub fn load_all(
         global,
         sites,
         hosts,
+        certs: Arc::new(certs),
+        cert_infos,
+        warnings,
     })
+}
+
+/// `p` relative to `dir` unless absolute.
+fn resolve_in(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
 }
 
 fn normalize_pattern(h: &str) -> Option<String> {
@@ -161,6 +240,44 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
         .iter()
         .filter_map(|s| parse_addr(file, s, "listen address", errors))
         .collect();
+    let https_listen = raw
+        .listen
+        .https
+        .iter()
+        .filter_map(|s| parse_addr(file, s, "listen address", errors))
+        .collect();
+    let tls = GlobalTls {
+        tls13_only: match &raw.tls.min_version {
+            None => false,
+            Some(v) if v.get_ref() == "1.2" => false,
+            Some(v) if v.get_ref() == "1.3" => true,
+            Some(v) => {
+                errors.push(file.error(v.span(), format!("invalid min_version {:?}: expected \"1.2\" or \"1.3\" (older versions are never offered)", v.get_ref())));
+                false
+            }
+        },
+        refuse_unknown_sni: match &raw.tls.unknown_sni {
+            None => false,
+            Some(v) if v.get_ref() == "default" => false,
+            Some(v) if v.get_ref() == "refuse" => true,
+            Some(v) => {
+                errors.push(file.error(
+                    v.span(),
+                    format!(
+                        "invalid unknown_sni {:?}: expected \"default\" or \"refuse\"",
+                        v.get_ref()
+                    ),
+                ));
+                false
+            }
+        },
+    };
+    let certs_dir = file.resolve(
+        raw.certs_dir
+            .as_ref()
+            .map(|s| s.get_ref().as_str())
+            .unwrap_or("../certs"),
+    );
     let admin_listen = raw
         .admin
         .listen
@@ -247,6 +364,9 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
     );
     Global {
         http_listen,
+        https_listen,
+        tls,
+        certs_dir,
         admin_listen,
         access_log,
         log_level,
@@ -448,7 +568,25 @@ fn compile_site(
         global
             .error_pages
             .overlay(&compile_error_pages(sf, &raw.error_pages, errors));
+    let tls = raw.tls.as_ref().map(|t| SiteTls {
+        redirect_http: t.redirect_http.unwrap_or(true),
+        redirect_exempt: t
+            .redirect_exempt
+            .clone()
+            .unwrap_or_else(|| vec!["/.well-known/acme-challenge/".to_string()]),
+        hsts: t.hsts_max_age.map(|d| {
+            let mut v = format!("max-age={}", d.0.as_secs());
+            if t.hsts_include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            if t.hsts_preload {
+                v.push_str("; preload");
+            }
+            v
+        }),
+    });
     Site {
+        tls,
         name,
         file: sf.path.clone(),
         hosts,

@@ -89,6 +89,44 @@ pub struct RawGlobal {
     pub error_pages: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub reload: RawReload,
+    /// Directory that site `[tls]` certificate paths are relative to. Default `../certs`.
+    pub certs_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls: RawGlobalTls,
+}
+
+/// TLS policy of the HTTPS listeners.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobalTls {
+    /// `"1.2"` (default: TLS 1.2 and 1.3) or `"1.3"` (TLS 1.3 only). Needs a restart.
+    pub min_version: Option<Spanned<String>>,
+    /// `"default"` (serve the default certificate) or `"refuse"` (abort the handshake).
+    pub unknown_sni: Option<Spanned<String>>,
+    /// Certificate for unknown SNI; default: the first site's certificate.
+    pub default_cert: Option<Spanned<String>>,
+    pub default_key: Option<Spanned<String>>,
+}
+
+/// A site's certificate and HTTPS policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSiteTls {
+    /// PEM chain, leaf first; relative to the global `certs_dir`.
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    /// A DER OCSP response to staple.
+    pub ocsp: Option<Spanned<String>>,
+    /// Answer plain HTTP with a 308 to HTTPS. Default true.
+    pub redirect_http: Option<bool>,
+    /// Path prefixes still served over plain HTTP. Default `["/.well-known/acme-challenge/"]`.
+    pub redirect_exempt: Option<Vec<String>>,
+    /// Strict-Transport-Security max-age; no header when absent.
+    pub hsts_max_age: Option<Dur>,
+    #[serde(default)]
+    pub hsts_include_subdomains: bool,
+    #[serde(default)]
+    pub hsts_preload: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -96,6 +134,8 @@ pub struct RawGlobal {
 pub struct RawListen {
     #[serde(default)]
     pub http: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub https: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -176,6 +216,7 @@ pub struct RawSite {
     pub limits: RawLimits,
     #[serde(default)]
     pub error_pages: BTreeMap<String, Spanned<String>>,
+    pub tls: Option<RawSiteTls>,
 }
 
 #[derive(Debug, Deserialize)]

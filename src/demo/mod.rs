@@ -1,5 +1,6 @@
 //! `egret demo`: built-in origin sites on loopback plus the gateway on the bundled config.
 
+pub mod certs;
 pub mod origin;
 
 use anyhow::Context;
@@ -17,6 +18,13 @@ pub const DEMO_ORIGINS: &[(&str, &str)] = &[
 
 /// Starts the origins on a background runtime, prints the tour, and runs the gateway.
 pub fn run(config: &Path) -> anyhow::Result<()> {
+    let certs_dir = config
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("../certs/demo");
+    if certs::ensure_demo_certs(&certs_dir)? {
+        println!("generated demo certificates in {}", certs_dir.display());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -48,12 +56,13 @@ fn print_tour() {
     println!(
         r#"
 Egret demo: two government sites behind one gateway.
+  HTTPS on 127.0.0.1:8443 with certificates from the demo CA (certs/demo/ca.crt).
   origins: www.demo.gov.cn -> 127.0.0.1:18081, :18082   jyj.demo.gov.cn -> :18083 (web), :18084 (/api/)
 
 Try, in another terminal:
   curl -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/
-  curl -H 'Host: jyj.demo.gov.cn' http://127.0.0.1:8080/
-  curl -H 'Host: jyj.demo.gov.cn' http://127.0.0.1:8080/api/schools
+  curl -i -H 'Host: jyj.demo.gov.cn' http://127.0.0.1:8080/            # 308 to HTTPS
+  curl --cacert certs/demo/ca.crt --resolve jyj.demo.gov.cn:8443:127.0.0.1 https://jyj.demo.gov.cn:8443/api/schools
   curl -i -H 'Host: unknown.example' http://127.0.0.1:8080/          # 404 page with a request id
   curl -s http://127.0.0.1:9901/metrics | grep egret_requests_total
   curl -s http://127.0.0.1:9901/api/v1/status

@@ -32,6 +32,35 @@ pub struct Origin {
 impl Origin {
     /// Starts an origin on `addr` (port 0 for any free port) in the current tokio runtime.
     pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<Origin> {
+        Self::start_with(name, addr, None).await
+    }
+
+    /// Starts an HTTPS origin with the given PEM chain and key. Its JSON echo adds `"sni"`:
+    /// the server name the client (Egret) sent.
+    pub async fn start_tls(
+        name: &str,
+        addr: SocketAddr,
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<Origin> {
+        let certs =
+            rustls_pemfile::certs(&mut chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())?
+            .ok_or_else(|| anyhow::anyhow!("no key"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Ok(Self::start_with(name, addr, Some(acceptor)).await?)
+    }
+
+    async fn start_with(
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Origin> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let healthy = Arc::new(AtomicBool::new(true));
@@ -42,7 +71,7 @@ impl Origin {
             healthy: healthy.clone(),
             hits: hits.clone(),
         });
-        tokio::spawn(accept_loop(listener, shared, stop_rx));
+        tokio::spawn(accept_loop(listener, shared, stop_rx, tls));
         Ok(Origin {
             name: name.to_string(),
             addr,
@@ -79,7 +108,12 @@ struct Shared {
     hits: Arc<AtomicU64>,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let conn = tokio::select! {
             _ = stop.changed() => return,
@@ -88,21 +122,45 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         let Ok((stream, _)) = conn else { continue };
         let shared = shared.clone();
         let mut stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            tokio::select! {
-                _ = stop.changed() => {}
-                _ = conn => {}
+            match tls {
+                None => serve(TokioIo::new(stream), shared, None, &mut stop).await,
+                Some(acceptor) => {
+                    let Ok(s) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let sni = s.get_ref().1.server_name().map(str::to_string);
+                    serve(
+                        TokioIo::new(s),
+                        shared,
+                        Some(sni.unwrap_or_default()),
+                        &mut stop,
+                    )
+                    .await
+                }
             }
         });
     }
 }
 
+async fn serve<I>(io: I, shared: Arc<Shared>, sni: Option<String>, stop: &mut watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(shared.clone(), sni.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, svc)
+        .with_upgrades();
+    tokio::select! {
+        _ = stop.changed() => {}
+        _ = conn => {}
+    }
+}
+
 async fn handle(
     shared: Arc<Shared>,
+    sni: Option<String>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
@@ -182,7 +240,7 @@ async fn handle(
     };
     let v = serde_json::json!({
         "origin": shared.name, "method": method, "path": path, "query": query,
-        "headers": headers, "body_len": body_len,
+        "headers": headers, "body_len": body_len, "sni": sni,
     });
     Ok(text(200, "application/json", v.to_string()))
 }

@@ -16,6 +16,7 @@ pub enum Action {
     Limited,
     NoBackend,
     UpstreamError,
+    Redirected,
 }
 
 impl Action {
@@ -28,6 +29,7 @@ impl Action {
             Action::Limited => "limited",
             Action::NoBackend => "no_backend",
             Action::UpstreamError => "upstream_error",
+            Action::Redirected => "redirected",
         }
     }
 }

@@ -141,6 +141,51 @@ impl ProxyHttp for EgretProxy {
         };
         ctx.site = Some(site.clone());
 
+        // 1b. TLS: the SNI must name the same site as the Host; plain HTTP may be redirected.
+        if ctx.https {
+            let sni = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|s| s.extension.get::<crate::tls::TlsInfo>())
+                .and_then(|t| t.sni.clone());
+            if let Some(sni) = sni {
+                let same = snap
+                    .site_for_host(&sni)
+                    .is_some_and(|s| Arc::ptr_eq(s, &site));
+                if !same {
+                    ctx.error = Some("SNI names another site than Host");
+                    return self.answer(session, ctx, 421, Action::Rejected, true).await;
+                }
+            }
+        } else if let Some(t) = &site.tls {
+            let path = session.req_header().uri.path();
+            if t.redirect_http
+                && !t
+                    .redirect_exempt
+                    .iter()
+                    .any(|p| path.starts_with(p.as_str()))
+            {
+                if let Some(https) = snap.global.https_listen.first() {
+                    let port = if https.port() == 443 {
+                        String::new()
+                    } else {
+                        format!(":{}", https.port())
+                    };
+                    let pq = session
+                        .req_header()
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/");
+                    let location = format!("https://{}{port}{pq}", ctx.host);
+                    ctx.action = Action::Redirected;
+                    ctx.own_status = Some(308);
+                    respond::write_redirect(session, 308, &location, &ctx.request_id).await?;
+                    return Ok(true);
+                }
+            }
+        }
+
         if let Err(r) = framing::check_limits(
             session.req_header(),
             raw.as_ref().map(|r| r.len()),
@@ -189,6 +234,11 @@ impl ProxyHttp for EgretProxy {
         };
         let key = ctx.client_ip.map(|ip| hash_ip(&ip)).unwrap_or(0);
         let Some(idx) = pool.select(key, &ctx.tried) else {
+            if !ctx.tried.is_empty() {
+                // Every backend we could try failed: the origin side is broken, not absent.
+                ctx.action = Action::UpstreamError;
+                return Error::e_explain(HTTPStatus(502), "all tried backends failed");
+            }
             ctx.action = Action::NoBackend;
             ctx.error = Some("no healthy backend");
             return Error::e_explain(HTTPStatus(503), "no healthy backend");
@@ -348,6 +398,16 @@ impl ProxyHttp for EgretProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if ctx.https {
+            if let Some(hsts) = ctx
+                .site
+                .as_ref()
+                .and_then(|s| s.tls.as_ref())
+                .and_then(|t| t.hsts.as_deref())
+            {
+                resp.insert_header("strict-transport-security", hsts)?;
+            }
+        }
         Ok(())
     }
 

@@ -29,6 +29,7 @@ pub async fn origin(name: &str) -> Origin {
 pub struct Gateway {
     pub child: Child,
     pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -36,19 +37,30 @@ pub struct Gateway {
     pub access_log: PathBuf,
 }
 
-/// The global config used by tests; `extra` is appended (extra tables or keys go before tables).
+/// The global config used by tests: `top` goes before the tables, `extra` after them.
 pub fn global_toml(
     http: SocketAddr,
+    https: Option<SocketAddr>,
     admin: SocketAddr,
     access_log: &Path,
     top: &str,
     extra: &str,
 ) -> String {
+    let https = https
+        .map(|a| format!("https = [\"{a}\"]"))
+        .unwrap_or_default();
+    let reload = if extra.contains("[reload]") {
+        ""
+    } else {
+        "[reload]\nwatch = true\ndebounce = \"100ms\""
+    };
     format!(
         r#"sites_dir = "sites"
+certs_dir = "certs"
 {top}
 [listen]
 http = ["{http}"]
+{https}
 [admin]
 listen = "{admin}"
 [log]
@@ -61,38 +73,45 @@ shutdown_timeout = "2s"
 {reload}
 {extra}
 "#,
-        access_log.display(),
-        reload = if extra.contains("[reload]") {
-            ""
-        } else {
-            "[reload]\nwatch = true\ndebounce = \"100ms\""
-        },
+        access_log.display()
     )
 }
 
 impl Gateway {
     /// Writes the config (global file built from `top`/`extra`, plus `sites`) and starts egret.
     pub fn start(sites: &[(&str, String)], top: &str, extra: &str) -> Gateway {
+        Self::start_with_files(sites, &[], top, extra, false)
+    }
+
+    /// Like [`Gateway::start`], optionally with an HTTPS listener, and with extra files
+    /// (e.g. `certs/a.crt`) written under the config directory first.
+    pub fn start_with_files(
+        sites: &[(&str, String)],
+        files: &[(&str, String)],
+        top: &str,
+        extra: &str,
+        https: bool,
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("sites")).unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        for (name, body) in files {
+            std::fs::write(dir.path().join(name), body).unwrap();
+        }
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let https: Option<SocketAddr> =
+            https.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let access_log = dir.path().join("access.log");
         let config = dir.path().join("egret.toml");
-        std::fs::write(&config, global_toml(http, admin, &access_log, top, extra)).unwrap();
+        std::fs::write(
+            &config,
+            global_toml(http, https, admin, &access_log, top, extra),
+        )
+        .unwrap();
         for (name, body) in sites {
             std::fs::write(dir.path().join("sites").join(format!("{name}.toml")), body).unwrap();
         }
-        Self::spawn(dir, config, http, admin, access_log)
-    }
-
-    fn spawn(
-        dir: tempfile::TempDir,
-        config: PathBuf,
-        http: SocketAddr,
-        admin: SocketAddr,
-        access_log: PathBuf,
-    ) -> Gateway {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_egret"))
@@ -105,6 +124,7 @@ impl Gateway {
         let mut g = Gateway {
             child,
             http,
+            https,
             admin,
             dir,
             config,
@@ -133,6 +153,11 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Writes a file relative to the config directory.
+    pub fn write_file(&self, rel: &str, body: &str) {
+        std::fs::write(self.dir.path().join(rel), body).unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {
