@@ -40,6 +40,38 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
+        let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        let snap = self.state.snapshot.load_full();
+        let settings = &snap.global.admin;
+        if !public && !(path == "/metrics" && settings.metrics_public) {
+            if let Some(token) = &settings.token {
+                let given = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                    .unwrap_or(b"");
+                if !constant_time_eq(given, token.as_bytes()) {
+                    self.state.metrics.admin_auth_failures.inc();
+                    let peer = session
+                        .client_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    log::warn!(
+                        "admin API: refused {method} {path} from {peer}: missing or wrong token"
+                    );
+                    let mut r = json_response(
+                        StatusCode::UNAUTHORIZED,
+                        json!({"error": "a bearer token is required"}),
+                    );
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer"),
+                    );
+                    return r;
+                }
+            }
+        }
         match (method.as_str(), path.as_str()) {
             ("GET", "/healthz") => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => {
@@ -93,6 +125,14 @@ impl ServeHttp for AdminApp {
             _ => json_response(StatusCode::NOT_FOUND, json!({"error": "not found"})),
         }
     }
+}
+
+/// Compares secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl AdminApp {

@@ -50,6 +50,7 @@ pub struct Global {
     pub https_listen: Vec<SocketAddr>,
     pub tls: GlobalTls,
     pub admin_listen: Option<SocketAddr>,
+    pub admin: AdminSettings,
     pub access_log: AccessLogTarget,
     pub log_level: log::LevelFilter,
     pub trusted_proxies: Vec<IpNet>,
@@ -75,6 +76,23 @@ pub struct SiteTls {
     pub redirect_exempt: Vec<String>,
     /// The Strict-Transport-Security value, when HSTS is on.
     pub hsts: Option<String>,
+}
+
+/// Admin API access.
+#[derive(Clone, Default)]
+pub struct AdminSettings {
+    /// The bearer token; `None` leaves the API open (allowed only on loopback).
+    pub token: Option<Arc<str>>,
+    pub metrics_public: bool,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("metrics_public", &self.metrics_public)
+            .finish()
+    }
 }
 
 /// Where access log lines go.

@@ -283,6 +283,26 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
         .listen
         .as_ref()
         .and_then(|s| parse_addr(file, s, "admin listen address", errors));
+    let admin = AdminSettings {
+        token: raw.admin.token_file.as_ref().and_then(|t| {
+            match read_token(&file.resolve(t.get_ref())) {
+                Ok(tok) => Some(Arc::from(tok)),
+                Err(msg) => {
+                    errors.push(file.error(t.span(), msg));
+                    None
+                }
+            }
+        }),
+        metrics_public: raw.admin.metrics_public.unwrap_or(true),
+    };
+    if let (Some(a), None, Some(l)) = (admin_listen, &raw.admin.token_file, &raw.admin.listen) {
+        if !a.ip().is_loopback() {
+            errors.push(file.error(
+                l.span(),
+                format!("admin listener {a} is not on loopback: set [admin] token_file"),
+            ));
+        }
+    }
     let access_log = match raw.log.access_log.as_deref() {
         None | Some("stdout") => AccessLogTarget::Stdout,
         Some("off") => AccessLogTarget::Off,
@@ -368,6 +388,7 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
         tls,
         certs_dir,
         admin_listen,
+        admin,
         access_log,
         log_level,
         trusted_proxies,
@@ -384,6 +405,31 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
         },
         sites_dir,
     }
+}
+
+/// Reads an admin token file, refusing one that others can read.
+fn read_token(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "token file {} is readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    let tok = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+    let tok = tok.trim().to_string();
+    if tok.len() < 16 {
+        return Err(format!(
+            "token in {} is shorter than 16 characters",
+            path.display()
+        ));
+    }
+    Ok(tok)
 }
 
 /// Largest error page file accepted.

@@ -142,6 +142,10 @@ pub struct RawListen {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
+    /// File holding the bearer token for the admin API (mode 0600 or stricter).
+    pub token_file: Option<Spanned<String>>,
+    /// Serve /metrics without a token. Default true.
+    pub metrics_public: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
