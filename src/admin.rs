@@ -40,10 +40,11 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
-        let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        let public = matches!(path.as_str(), "/healthz" | "/readyz")
+            || (path == "/metrics" && snap_metrics_public(&self.state));
         let snap = self.state.snapshot.load_full();
         let settings = &snap.global.admin;
-        if !public && !(path == "/metrics" && settings.metrics_public) {
+        if !public {
             if let Some(token) = &settings.token {
                 let given = session
                     .req_header()
@@ -125,6 +126,10 @@ impl ServeHttp for AdminApp {
             _ => json_response(StatusCode::NOT_FOUND, json!({"error": "not found"})),
         }
     }
+}
+
+fn snap_metrics_public(state: &AppState) -> bool {
+    state.snapshot.load().global.admin.metrics_public
 }
 
 /// Compares secrets in time that depends only on their lengths.
