@@ -69,12 +69,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service(
-        &server.configuration,
-        EgretProxy {
-            state: state.clone(),
-        },
-    );
+    let app = crate::proxy::app::EgretHttpApp {
+        proxy: Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            EgretProxy {
+                state: state.clone(),
+            },
+        )),
+        state: state.clone(),
+    };
+    let mut proxy = Service::new("egret proxy".to_string(), app);
     for a in &http_listen {
         proxy.add_tcp(&a.to_string());
     }

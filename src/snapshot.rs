@@ -60,6 +60,7 @@ pub struct Global {
     pub reload: ReloadSettings,
     pub sites_dir: PathBuf,
     pub certs_dir: PathBuf,
+    pub client_header_timeout: Duration,
 }
 
 /// TLS policy; needs a restart to change (process-wide rustls provider, listener settings).

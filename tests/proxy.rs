@@ -545,3 +545,45 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
         .map(|d| std::path::Path::new(d).join(cmd))
         .find(|p| p.is_file())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_header_is_cut_off() {
+    let a = origin("a").await;
+    let g = Gateway::start(&[("s", simple_site("s", "s.test", &[a.addr], ""))], "", "");
+    // The harness's [server] table: tighten the header timeout (read at each new connection).
+    let text = std::fs::read_to_string(&g.config).unwrap().replace(
+        "[server]\n",
+        "[server]\nclient_header_timeout = \"500ms\"\n",
+    );
+    std::fs::write(&g.config, text).unwrap();
+    assert_eq!(
+        client()
+            .post(g.admin_url("/api/v1/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let http = g.http;
+    let (closed_after, got) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: s.te").unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        (t.elapsed(), String::from_utf8_lossy(&buf).to_string())
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after < Duration::from_secs(3),
+        "slow header held the connection for {closed_after:?}"
+    );
+    assert!(!got.contains("200 OK"), "{got}");
+    assert_eq!(a.hits(), 0);
+    // Normal clients are still served.
+    assert_eq!(get(&g, "s.test", "/x").await.0, 200);
+}

@@ -404,6 +404,11 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
                 .unwrap_or(Duration::from_millis(300)),
         },
         sites_dir,
+        client_header_timeout: raw
+            .server
+            .client_header_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(10)),
     }
 }
 

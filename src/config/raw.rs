@@ -186,6 +186,8 @@ pub struct RawServer {
     pub grace_period: Option<Dur>,
     pub shutdown_timeout: Option<Dur>,
     pub work_stealing: Option<bool>,
+    /// Longest wait for each read of a request header (also the first request). Default 10s.
+    pub client_header_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize, Default)]

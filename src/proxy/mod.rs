@@ -5,6 +5,7 @@
 //! `upstream_peer` picks a healthy backend; `upstream_request_filter` sets forwarding headers;
 //! `fail_to_connect`/`fail_to_proxy` handle origin failures; `logging` records every request once.
 
+pub mod app;
 pub mod client_ip;
 pub mod ctx;
 pub mod framing;
