@@ -13,6 +13,7 @@ pub mod error_pages;
 pub mod metrics;
 pub mod observe;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod respond;
 pub mod routing;

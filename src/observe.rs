@@ -104,6 +104,13 @@ pub fn record(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
         user_agent: header("user-agent"),
         referer: header("referer"),
         action: ctx.action.as_str(),
+        ratelimit_policy: ctx
+            .ratelimit
+            .as_ref()
+            .and_then(|r| r.0.as_deref())
+            .unwrap_or(""),
+        ratelimit_key: ctx.ratelimit.as_ref().map(|r| r.1).unwrap_or(""),
+        ratelimit_action: ctx.ratelimit.as_ref().map(|r| r.2).unwrap_or(""),
         error: &error_text,
         ..Default::default()
     };

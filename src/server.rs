@@ -113,6 +113,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             state: state.clone(),
         },
     ));
+    server.add_service(background_service(
+        "limiter sweep",
+        LimiterSweep {
+            state: state.clone(),
+        },
+    ));
 
     state.ready.store(true, Ordering::Relaxed);
     log::info!(
@@ -135,4 +141,27 @@ fn init_logging(level: log::LevelFilter) {
         b.parse_filters(&spec);
     }
     let _ = b.try_init();
+}
+
+/// Drops idle rate-limit keys and expired bans every few seconds, so memory follows live clients.
+struct LimiterSweep {
+    state: Arc<AppState>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for LimiterSweep {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    let n = self.state.limiter.sweep(std::time::Instant::now());
+                    if n > 0 {
+                        log::debug!("limiter sweep dropped {n} idle keys");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub cert_infos: Vec<crate::tls::CertInfo>,
     /// Problems that do not stop a load (certificates expiring soon).
     pub warnings: Vec<String>,
+    /// Rate-limit, allow/deny and flood policies of every site.
+    pub ratelimit: Arc<crate::ratelimit::Policies>,
 }
 
 impl Snapshot {

@@ -34,6 +34,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// The HTTPS listeners' certificate resolver; updated on every swap.
     pub tls_resolver: Arc<crate::tls::SniResolver>,
+    /// Rate-limit counters and bans; outlive reloads (sized at start-up).
+    pub limiter: Arc<crate::ratelimit::LimiterState>,
 }
 
 impl AppState {
@@ -48,7 +50,11 @@ impl AppState {
         metrics.last_reload_success.set(unix_secs(first.loaded_at));
         let tls_resolver = Arc::new(crate::tls::SniResolver::default());
         publish_certs(&first, &tls_resolver, &metrics);
+        let limiter = Arc::new(crate::ratelimit::LimiterState::new(
+            first.ratelimit.state_limits(),
+        ));
         AppState {
+            limiter,
             tls_resolver,
             config_path,
             next_generation: AtomicU64::new(first.generation + 1),

@@ -54,6 +54,8 @@ pub fn load_all(
     let mut cert_infos = Vec::new();
     let mut warnings = Vec::new();
     let mut first_cert = None;
+    // (site name, its rate-limit table, its file) for the policy compiler.
+    let mut site_limits: Vec<(String, crate::ratelimit::SiteRateLimitConfig, PathBuf)> = Vec::new();
     let now = SystemTime::now();
 
     for sf_path in &site_files {
@@ -110,6 +112,9 @@ pub fn load_all(
             }
             host_owner.insert(pattern.clone(), (sf.path.clone(), line));
             hosts.insert(&pattern, index);
+        }
+        if let Some(rl) = &raw_site.ratelimit {
+            site_limits.push((site.name.clone(), rl.clone(), sf.path.clone()));
         }
         if let Some(t) = &raw_site.tls {
             let cert = resolve_in(&global.certs_dir, t.cert.get_ref());
@@ -182,7 +187,33 @@ pub fn load_all(
         ));
     }
 
-    errors.into_result(()).map(|()| Snapshot {
+    let ratelimit = match crate::ratelimit::Policies::compile(
+        &raw.ratelimit,
+        site_limits
+            .iter()
+            .map(|(name, cfg, _)| (name.as_str(), cfg)),
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            // Point at the [ratelimit] table of the file the error belongs to.
+            let path = e
+                .site
+                .as_ref()
+                .and_then(|s| site_limits.iter().find(|(n, _, _)| n == s))
+                .map(|(_, _, p)| p.clone());
+            let err = match path.and_then(|p| SourceFile::read(&p).ok()) {
+                Some(sf) => table_error(&sf, "ratelimit", e.to_string()),
+                None => table_error(&file, "ratelimit", e.to_string()),
+            };
+            errors.push(err);
+            None
+        }
+    };
+
+    let Some(ratelimit) = ratelimit.filter(|_| errors.is_empty()) else {
+        return Err(errors);
+    };
+    Ok(Snapshot {
         generation,
         loaded_at: SystemTime::now(),
         config_path: path.to_path_buf(),
@@ -192,7 +223,23 @@ pub fn load_all(
         certs: Arc::new(certs),
         cert_infos,
         warnings,
+        ratelimit: Arc::new(ratelimit),
     })
+}
+
+/// An error at the line that opens `[table]` (or `[table.` / `[[table.`) in `sf`, else line 1.
+fn table_error(sf: &SourceFile, table: &str, message: String) -> ConfigError {
+    let needles = [
+        format!("[{table}]"),
+        format!("[{table}."),
+        format!("[[{table}."),
+    ];
+    let offset = needles
+        .iter()
+        .filter_map(|n| sf.text.find(n.as_str()))
+        .min()
+        .unwrap_or(0);
+    sf.error(offset..offset, message)
 }
 
 /// `p` relative to `dir` unless absolute.

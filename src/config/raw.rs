@@ -93,6 +93,9 @@ pub struct RawGlobal {
     pub certs_dir: Option<Spanned<String>>,
     #[serde(default)]
     pub tls: RawGlobalTls,
+    /// Rate limiting defaults, allow/deny lists and the flood challenge (see docs/ratelimit.md).
+    #[serde(default)]
+    pub ratelimit: crate::ratelimit::RateLimitConfig,
 }
 
 /// TLS policy of the HTTPS listeners.
@@ -223,6 +226,7 @@ pub struct RawSite {
     #[serde(default)]
     pub error_pages: BTreeMap<String, Spanned<String>>,
     pub tls: Option<RawSiteTls>,
+    pub ratelimit: Option<crate::ratelimit::SiteRateLimitConfig>,
 }
 
 #[derive(Debug, Deserialize)]

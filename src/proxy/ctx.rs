@@ -17,6 +17,8 @@ pub enum Action {
     NoBackend,
     UpstreamError,
     Redirected,
+    Challenged,
+    Denied,
 }
 
 impl Action {
@@ -30,6 +32,8 @@ impl Action {
             Action::NoBackend => "no_backend",
             Action::UpstreamError => "upstream_error",
             Action::Redirected => "redirected",
+            Action::Challenged => "challenged",
+            Action::Denied => "denied",
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct Ctx {
     pub own_status: Option<u16>,
     pub error: Option<&'static str>,
     pub in_flight: bool,
+    /// Rate-limit outcome for the log: policy name, key kind, action.
+    pub ratelimit: Option<(Option<Arc<str>>, &'static str, &'static str)>,
 }
 
 impl Ctx {
@@ -82,6 +88,7 @@ impl Ctx {
             own_status: None,
             error: None,
             in_flight: false,
+            ratelimit: None,
         }
     }
 }

@@ -47,6 +47,7 @@ impl EgretProxy {
         status: u16,
         action: Action,
         close: bool,
+        extra: respond::ExtraHeaders<'_>,
     ) -> Result<bool> {
         ctx.action = action;
         ctx.own_status = Some(status);
@@ -55,8 +56,170 @@ impl EgretProxy {
             (None, Some(s)) => s.global.error_pages.clone(),
             (None, None) => Default::default(),
         };
-        respond::write_error_page(session, &pages, status, &ctx.request_id, close).await?;
+        respond::write_error_page(session, &pages, status, &ctx.request_id, close, extra).await?;
         Ok(true)
+    }
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl EgretProxy {
+    /// Steps 3-4: deny/allow lists, rate-limit policies and the flood challenge.
+    /// `Some(true)` when Egret answered the request itself.
+    async fn rate_limit_step(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &crate::snapshot::Snapshot,
+        site: &crate::snapshot::Site,
+    ) -> Result<Option<bool>> {
+        use crate::ratelimit::{retry_after_secs, Decision, FloodDecision, RequestInfo};
+        let Some(ip) = ctx.client_ip else {
+            return Ok(None);
+        };
+        let policies = &snap.ratelimit;
+        let now = std::time::Instant::now();
+        let wall = std::time::SystemTime::now();
+
+        // The challenge answer (POSTed by the challenge page's script).
+        if let Some(ch) = policies.challenge() {
+            if session.req_header().uri.path() == ch.verify_path()
+                && session.req_header().method == http::Method::POST
+            {
+                let mut body = Vec::new();
+                while let Some(chunk) = session.read_request_body().await? {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > 4096 {
+                        break;
+                    }
+                }
+                ctx.ratelimit = Some((None, "ip", "challenge_answer"));
+                return match ch.verify_answer(&body, ip, wall) {
+                    Ok(cookie) => {
+                        ctx.action = Action::Challenged;
+                        ctx.own_status = Some(204);
+                        let set = ch.set_cookie(&cookie);
+                        respond::write_html(
+                            session,
+                            204,
+                            String::new(),
+                            &ctx.request_id,
+                            false,
+                            &[("set-cookie", set)],
+                        )
+                        .await?;
+                        Ok(Some(true))
+                    }
+                    Err(e) => {
+                        ctx.error = Some("challenge answer refused");
+                        log::info!("challenge answer from {ip} refused: {e}");
+                        self.answer(session, ctx, 403, Action::Denied, false, &[])
+                            .await
+                            .map(Some)
+                    }
+                };
+            }
+        }
+
+        // Decide synchronously: the lookups borrow the request header and must not cross an await.
+        let (decision, flood) = {
+            let req = session.req_header();
+            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+            let cookie = |name: &str| cookie_value(req, name);
+            let info = RequestInfo {
+                site: &site.name,
+                path: req.uri.path(),
+                client_ip: ip,
+                header: &header,
+                cookie: &cookie,
+            };
+            let decision = policies.decide(&self.state.limiter, &info, now);
+            let flood = match decision {
+                Decision::Allow => {
+                    Some(policies.flood_check(&self.state.limiter, &info, now, wall))
+                }
+                _ => None,
+            };
+            (decision, flood)
+        };
+        let m = &self.state.metrics;
+        match decision {
+            Decision::Allow | Decision::Allowlisted => {}
+            Decision::Denied => {
+                m.ratelimit_decisions
+                    .with_label_values(&[&site.name, "deny_list", "denied"])
+                    .inc();
+                ctx.ratelimit = Some((None, "ip", "denied"));
+                ctx.error = Some("client on the deny list");
+                return self
+                    .answer(session, ctx, 403, Action::Denied, true, &[])
+                    .await
+                    .map(Some);
+            }
+            Decision::Limited { .. } | Decision::Banned { .. } => {
+                let status = decision.status().unwrap_or(429);
+                let retry = decision.retry_after(now).map(retry_after_secs).unwrap_or(1);
+                let policy: Option<Arc<str>> = decision.policy().map(Arc::from);
+                let key = decision.key().map(|k| k.as_str()).unwrap_or("");
+                m.ratelimit_decisions
+                    .with_label_values(&[
+                        &site.name,
+                        policy.as_deref().unwrap_or(""),
+                        decision.action(),
+                    ])
+                    .inc();
+                ctx.ratelimit = Some((policy, key, decision.action()));
+                ctx.error = Some("rate limited");
+                let action = if status == 403 {
+                    Action::Denied
+                } else {
+                    Action::Limited
+                };
+                return self
+                    .answer(
+                        session,
+                        ctx,
+                        status,
+                        action,
+                        false,
+                        &[("retry-after", retry.to_string())],
+                    )
+                    .await
+                    .map(Some);
+            }
+        }
+        if let Some(FloodDecision::Challenge { transition, .. }) = &flood {
+            if let Some(t) = transition {
+                log::warn!("site {}: flood mode {:?}", site.name, t);
+            }
+            if let Some(ch) = policies.challenge() {
+                m.ratelimit_decisions
+                    .with_label_values(&[&site.name, "flood", "challenged"])
+                    .inc();
+                ctx.ratelimit = Some((Some(Arc::from("flood")), "ip", "challenged"));
+                ctx.action = Action::Challenged;
+                ctx.own_status = Some(503);
+                let page = ch.page(ip, wall);
+                respond::write_html(session, 503, page, &ctx.request_id, false, &[]).await?;
+                return Ok(Some(true));
+            }
+        } else if let Some(FloodDecision::Inactive {
+            transition: Some(t),
+        }) = &flood
+        {
+            log::warn!("site {}: flood mode {:?}", site.name, t);
+        }
+        Ok(None)
     }
 }
 
@@ -110,12 +273,14 @@ impl ProxyHttp for EgretProxy {
         if let Err(r) = framing {
             ctx.error = Some(r.reason);
             return self
-                .answer(session, ctx, r.status, Action::Rejected, r.close)
+                .answer(session, ctx, r.status, Action::Rejected, r.close, &[])
                 .await;
         }
         let Some(host) = host else {
             ctx.error = Some("missing or invalid Host");
-            return self.answer(session, ctx, 400, Action::Rejected, true).await;
+            return self
+                .answer(session, ctx, 400, Action::Rejected, true, &[])
+                .await;
         };
         ctx.host = host;
         let Some(site) = snap.site_for_host(&ctx.host).cloned() else {
@@ -124,8 +289,15 @@ impl ProxyHttp for EgretProxy {
             ctx.own_status = Some(status);
             match &snap.global.unknown_host.page {
                 Some(page) => {
-                    respond::write_html(session, status, page.to_string(), &ctx.request_id, false)
-                        .await?
+                    respond::write_html(
+                        session,
+                        status,
+                        page.to_string(),
+                        &ctx.request_id,
+                        false,
+                        &[],
+                    )
+                    .await?
                 }
                 None => {
                     respond::write_error_page(
@@ -134,6 +306,7 @@ impl ProxyHttp for EgretProxy {
                         status,
                         &ctx.request_id,
                         false,
+                        &[],
                     )
                     .await?
                 }
@@ -155,7 +328,9 @@ impl ProxyHttp for EgretProxy {
                     .is_some_and(|s| Arc::ptr_eq(s, &site));
                 if !same {
                     ctx.error = Some("SNI names another site than Host");
-                    return self.answer(session, ctx, 421, Action::Rejected, true).await;
+                    return self
+                        .answer(session, ctx, 421, Action::Rejected, true, &[])
+                        .await;
                 }
             }
         } else if let Some(t) = &site.tls {
@@ -194,10 +369,15 @@ impl ProxyHttp for EgretProxy {
         ) {
             ctx.error = Some(r.reason);
             return self
-                .answer(session, ctx, r.status, Action::Rejected, r.close)
+                .answer(session, ctx, r.status, Action::Rejected, r.close, &[])
                 .await;
         }
         session.set_read_timeout(Some(site.limits.client_body_timeout));
+
+        // 3-4. allow/deny lists, rate limits, flood challenge
+        if let Some(done) = self.rate_limit_step(session, ctx, &snap, &site).await? {
+            return Ok(done);
+        }
 
         // 6. route
         ctx.pool = site.pool_for_path(session.req_header().uri.path());
@@ -464,7 +644,7 @@ impl ProxyHttp for EgretProxy {
                 _ => Default::default(),
             };
             if let Err(err) =
-                respond::write_error_page(session, &pages, code, &ctx.request_id, true).await
+                respond::write_error_page(session, &pages, code, &ctx.request_id, true, &[]).await
             {
                 log::debug!("cannot send error page: {err}");
             }
