@@ -99,6 +99,52 @@ impl ServeHttp for AdminApp {
                 )
             }
             ("GET", "/api/v1/status") => json_response(StatusCode::OK, self.status()),
+            ("GET", "/api/v1/deface/status") => {
+                let snap = self.state.snapshot.load_full();
+                let records = crate::protect::PageGuard::store(&snap)
+                    .and_then(|s| s.list(None).ok())
+                    .map(|(r, _)| r.into_iter().map(|r| json!({"site": r.site, "path": r.path, "approved_at": r.approved_at, "sha256": r.content_sha256})).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                json_response(
+                    StatusCode::OK,
+                    json!({"pages": self.state.pages.statuses(), "baselines": records}),
+                )
+            }
+            ("POST", "/api/v1/deface/approve") => {
+                let query = session.req_header().uri.query().unwrap_or("").to_string();
+                let param = |name: &str| {
+                    query
+                        .split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| percent_decode(v))
+                };
+                let (Some(site), Some(path)) = (param("site"), param("path")) else {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": "query parameters site and path are required"}),
+                    );
+                };
+                let snap = self.state.snapshot.load_full();
+                match crate::protect::approve(&self.state.pages.fetcher, &snap, &site, &path).await
+                {
+                    Ok(rec) => {
+                        self.state.pages.invalidate(&site, &path);
+                        log::info!(
+                            "deface: approved {site}{path} ({}) through the admin API",
+                            rec.content_sha256
+                        );
+                        json_response(
+                            StatusCode::OK,
+                            json!({"result": "approved", "site": site, "path": path, "sha256": rec.content_sha256}),
+                        )
+                    }
+                    Err(e) => json_response(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"result": "failure", "error": e}),
+                    ),
+                }
+            }
             ("POST", "/api/v1/reload") => {
                 let state = self.state.clone();
                 let res = tokio::task::spawn_blocking(move || state.reload()).await;
@@ -117,12 +163,19 @@ impl ServeHttp for AdminApp {
                     ),
                 }
             }
-            (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/status" | "/api/v1/reload") => {
-                json_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    json!({"error": "method not allowed"}),
-                )
-            }
+            (
+                _,
+                "/healthz"
+                | "/readyz"
+                | "/metrics"
+                | "/api/v1/status"
+                | "/api/v1/reload"
+                | "/api/v1/deface/status"
+                | "/api/v1/deface/approve",
+            ) => json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": "method not allowed"}),
+            ),
             _ => json_response(StatusCode::NOT_FOUND, json!({"error": "not found"})),
         }
     }
@@ -130,6 +183,30 @@ impl ServeHttp for AdminApp {
 
 fn snap_metrics_public(state: &AppState) -> bool {
     state.snapshot.load().global.admin.metrics_public
+}
+
+/// Decodes %XX escapes (and '+' as space) of a query value; invalid escapes stay as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Compares secrets in time that depends only on their lengths.
@@ -178,5 +255,18 @@ impl AdminApp {
             "sites": sites,
             "recent_reload_errors": failures,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(super::percent_decode("%2Fzwgk%2Fa.htm"), "/zwgk/a.htm");
+        assert_eq!(super::percent_decode("a+b%"), "a b%");
+        assert_eq!(super::percent_decode("%zz%4"), "%zz%4");
+        assert!(super::constant_time_eq(b"abc", b"abc"));
+        assert!(!super::constant_time_eq(b"abc", b"abd"));
+        assert!(!super::constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -33,10 +33,53 @@ pub enum Command {
         #[arg(short, long, default_value = "config/egret.toml")]
         config: PathBuf,
     },
+    /// Defacement protection: baselines, approvals, status, offline verdicts.
+    Deface {
+        #[command(subcommand)]
+        action: DefaceCommand,
+    },
     /// Start the built-in demo origins and serve the bundled example configuration.
     Demo {
         #[arg(short, long, default_value = "config/egret.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DefaceCommand {
+    /// Record baselines of every exact protected page of a site, fetched from its origin.
+    Baseline {
+        #[arg(long)]
+        site: String,
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+    /// Accept the origin's current version of a page after a legitimate edit.
+    Approve {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        path: String,
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+    /// List protected pages, their state and a verdict of the origin's current version.
+    Status {
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+    /// Compare two saved pages; print the verdict as JSON; exit 1 when tampered.
+    Verdict {
+        #[arg(long)]
+        baseline: PathBuf,
+        #[arg(long)]
+        current: PathBuf,
+        /// Use this site's policy (dynamic regions, allow list, thresholds).
+        #[arg(long)]
+        site: Option<String>,
+        /// Configuration for --site (default: config/egret.toml when --site is given).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -46,6 +89,33 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Certs { config } => certs(&config),
+        Command::Deface { action } => {
+            use crate::deface_cli as d;
+            let res = match action {
+                DefaceCommand::Baseline { site, config } => d::baseline(&config, &site),
+                DefaceCommand::Approve { site, path, config } => {
+                    d::approve_one(&config, &site, &path)
+                }
+                DefaceCommand::Status { config } => d::status(&config),
+                DefaceCommand::Verdict {
+                    baseline,
+                    current,
+                    site,
+                    config,
+                } => {
+                    let config = config
+                        .or_else(|| site.as_ref().map(|_| PathBuf::from("config/egret.toml")));
+                    d::verdict(config.as_deref(), site.as_deref(), &baseline, &current)
+                }
+            };
+            match res {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("egret deface: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run { config } => match crate::server::run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -111,6 +111,7 @@ pub fn record(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
             .unwrap_or(""),
         ratelimit_key: ctx.ratelimit.as_ref().map(|r| r.1).unwrap_or(""),
         ratelimit_action: ctx.ratelimit.as_ref().map(|r| r.2).unwrap_or(""),
+        deface_action: ctx.deface_action,
         error: &error_text,
         ..Default::default()
     };

@@ -44,6 +44,34 @@ pub async fn write_html(
     Ok(())
 }
 
+/// Writes a response with any content type and an already encoded body (protected pages).
+pub async fn write_body(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    request_id: &str,
+    extra: ExtraHeaders<'_>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    if !content_type.is_empty() {
+        resp.insert_header("content-type", content_type)?;
+    }
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("x-request-id", request_id)?;
+    for (k, v) in extra {
+        resp.append_header(*k, v.as_str())?;
+    }
+    let head = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head || body.is_empty())
+        .await?;
+    if !head && !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
 /// Writes the error page for `status` from `pages`.
 pub async fn write_error_page(
     session: &mut Session,

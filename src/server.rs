@@ -114,6 +114,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         },
     ));
     server.add_service(background_service(
+        "deface prober",
+        crate::protect::prober::Prober {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "limiter sweep",
         LimiterSweep {
             state: state.clone(),

@@ -31,6 +31,20 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// Rate-limit, allow/deny and flood policies of every site.
     pub ratelimit: Arc<crate::ratelimit::Policies>,
+    /// Protected pages of every site.
+    pub deface: Arc<crate::deface::DefacePolicy>,
+    pub deface_settings: DefaceSettings,
+}
+
+/// Where defacement state and events go.
+#[derive(Debug, Clone)]
+pub struct DefaceSettings {
+    /// Baseline store; `None` when no site protects a page and no state_dir is set.
+    pub state_dir: Option<PathBuf>,
+    pub event_log: Option<PathBuf>,
+    pub webhook_url: Option<String>,
+    pub probe_interval: Duration,
+    pub probe_concurrency: usize,
 }
 
 impl Snapshot {

@@ -36,6 +36,8 @@ pub struct AppState {
     pub tls_resolver: Arc<crate::tls::SniResolver>,
     /// Rate-limit counters and bans; outlive reloads (sized at start-up).
     pub limiter: Arc<crate::ratelimit::LimiterState>,
+    /// Protected pages: verdict cache, baselines, statuses, events.
+    pub pages: crate::protect::PageGuard,
 }
 
 impl AppState {
@@ -53,7 +55,9 @@ impl AppState {
         let limiter = Arc::new(crate::ratelimit::LimiterState::new(
             first.ratelimit.state_limits(),
         ));
+        let pages = crate::protect::PageGuard::new(first.deface.cache_entries());
         AppState {
+            pages,
             limiter,
             tls_resolver,
             config_path,

@@ -56,6 +56,12 @@ pub fn load_all(
     let mut first_cert = None;
     // (site name, its rate-limit table, its file) for the policy compiler.
     let mut site_limits: Vec<(String, crate::ratelimit::SiteRateLimitConfig, PathBuf)> = Vec::new();
+    let mut site_deface: Vec<(
+        String,
+        Vec<String>,
+        crate::deface::SiteDefaceConfig,
+        PathBuf,
+    )> = Vec::new();
     let now = SystemTime::now();
 
     for sf_path in &site_files {
@@ -112,6 +118,14 @@ pub fn load_all(
             }
             host_owner.insert(pattern.clone(), (sf.path.clone(), line));
             hosts.insert(&pattern, index);
+        }
+        if let Some(d) = &raw_site.deface {
+            site_deface.push((
+                site.name.clone(),
+                site.hosts.clone(),
+                d.clone(),
+                sf.path.clone(),
+            ));
         }
         if let Some(rl) = &raw_site.ratelimit {
             site_limits.push((site.name.clone(), rl.clone(), sf.path.clone()));
@@ -210,7 +224,9 @@ pub fn load_all(
         }
     };
 
-    let Some(ratelimit) = ratelimit.filter(|_| errors.is_empty()) else {
+    let (deface, deface_settings) = compile_deface(&file, &raw, &site_deface, &mut errors);
+
+    let (Some(ratelimit), Some(deface)) = (ratelimit.filter(|_| errors.is_empty()), deface) else {
         return Err(errors);
     };
     Ok(Snapshot {
@@ -224,7 +240,100 @@ pub fn load_all(
         cert_infos,
         warnings,
         ratelimit: Arc::new(ratelimit),
+        deface: Arc::new(deface),
+        deface_settings,
     })
+}
+
+/// The defacement policy and its settings; errors point at the `[deface]` table concerned.
+fn compile_deface(
+    file: &SourceFile,
+    raw: &RawGlobal,
+    sites: &[(
+        String,
+        Vec<String>,
+        crate::deface::SiteDefaceConfig,
+        PathBuf,
+    )],
+    errors: &mut ConfigErrors,
+) -> (Option<crate::deface::DefacePolicy>, DefaceSettings) {
+    let g = &raw.deface;
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            file.resolve(&p.to_string_lossy())
+        }
+    };
+    let state_dir = g.state_dir.as_deref().map(resolve);
+    let probe_interval = match &g.probe_interval {
+        None => Duration::from_secs(60),
+        Some(s) => match humantime::parse_duration(s) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            _ => {
+                errors.push(table_error(
+                    file,
+                    "deface",
+                    format!("deface.probe_interval {s:?}: expected a duration of at least 1s"),
+                ));
+                Duration::from_secs(60)
+            }
+        },
+    };
+    let settings = DefaceSettings {
+        event_log: g
+            .event_log
+            .as_deref()
+            .map(resolve)
+            .or_else(|| state_dir.as_ref().map(|d| d.join("events.jsonl"))),
+        webhook_url: g.webhook_url.clone(),
+        probe_interval,
+        probe_concurrency: g.probe_concurrency.clamp(1, 64),
+        state_dir,
+    };
+    let protects = sites.iter().any(|(_, _, d, _)| !d.pages.is_empty());
+    if protects && settings.state_dir.is_none() {
+        errors.push(table_error(
+            file,
+            "deface",
+            "sites protect pages: set [deface] state_dir for the baselines".to_string(),
+        ));
+    }
+    let keywords = match &g.keywords_file {
+        None => crate::deface::Keywords::builtin(),
+        Some(p) => crate::deface::Keywords::builtin_and_file(&resolve(p)),
+    };
+    let keywords = match keywords {
+        Ok(k) => Arc::new(k),
+        Err(e) => {
+            errors.push(table_error(file, "deface", format!("deface keywords: {e}")));
+            return (None, settings);
+        }
+    };
+    let policy = crate::deface::DefacePolicy::compile(
+        g,
+        keywords,
+        sites
+            .iter()
+            .map(|(n, h, d, _)| (n.as_str(), h.as_slice(), d)),
+    );
+    match policy {
+        Ok(p) => (Some(p), settings),
+        Err(e) => {
+            let msg = e.to_string();
+            let site_file = e
+                .site
+                .as_ref()
+                .and_then(|s| sites.iter().find(|(n, _, _, _)| n == s))
+                .map(|s| s.3.clone());
+            let err = match site_file.and_then(|p| SourceFile::read(&p).ok()) {
+                Some(sf) => table_error(&sf, "deface", msg),
+                None => table_error(file, "deface", msg),
+            };
+            errors.push(err);
+            (None, settings)
+        }
+    }
 }
 
 /// An error at the line that opens `[table]` (or `[table.` / `[[table.`) in `sf`, else line 1.

@@ -96,6 +96,9 @@ pub struct RawGlobal {
     /// Rate limiting defaults, allow/deny lists and the flood challenge (see docs/ratelimit.md).
     #[serde(default)]
     pub ratelimit: crate::ratelimit::RateLimitConfig,
+    /// Defacement detection: state directory, keywords, thresholds (see docs/defacement.md).
+    #[serde(default)]
+    pub deface: crate::deface::DefaceConfig,
 }
 
 /// TLS policy of the HTTPS listeners.
@@ -227,6 +230,7 @@ pub struct RawSite {
     pub error_pages: BTreeMap<String, Spanned<String>>,
     pub tls: Option<RawSiteTls>,
     pub ratelimit: Option<crate::ratelimit::SiteRateLimitConfig>,
+    pub deface: Option<crate::deface::SiteDefaceConfig>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -42,6 +42,28 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
         }
         anyhow::Ok(v)
     })?;
+    // Approve the protected pages' current (clean) versions as their baselines.
+    match crate::config::load(config, &crate::upstream::HealthRegistry::default(), 0) {
+        Ok(snap) => {
+            let guard = crate::protect::PageGuard::new(1);
+            for site in &snap.sites {
+                for path in crate::protect::exact_paths(&snap, &site.name) {
+                    match rt.block_on(crate::protect::approve(
+                        &guard.fetcher,
+                        &snap,
+                        &site.name,
+                        &path,
+                    )) {
+                        Ok(_) => println!("baseline recorded for {}{path}", site.name),
+                        Err(e) => {
+                            eprintln!("cannot record the baseline of {}{path}: {e}", site.name)
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => anyhow::bail!("the demo configuration is invalid:\n{e}"),
+    }
     std::thread::Builder::new()
         .name("demo-origins".into())
         .spawn(move || {
@@ -64,6 +86,13 @@ Try, in another terminal:
   curl -i -H 'Host: jyj.demo.gov.cn' http://127.0.0.1:8080/            # 308 to HTTPS
   curl --cacert certs/demo/ca.crt --resolve jyj.demo.gov.cn:8443:127.0.0.1 https://jyj.demo.gov.cn:8443/api/schools
   curl -i -H 'Host: unknown.example' http://127.0.0.1:8080/          # 404 page with a request id
+  # Rate limit: 500 fast requests to the portal exceed its per-IP limit (429):
+  for i in $(seq 500); do curl -s -o /dev/null -w '%{{http_code}}\n' -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/news; done | sort | uniq -c
+  # Defacement: the portal home page is protected. Deface both origin servers, then look again:
+  curl -si -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/ | grep -i x-egret-deface      # checked
+  curl -X POST http://127.0.0.1:18081/__demo/tamper; curl -X POST http://127.0.0.1:18082/__demo/tamper
+  curl -si -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/ | grep -i x-egret-deface      # approved-copy
+  curl -s http://127.0.0.1:9901/api/v1/deface/status
   curl -s http://127.0.0.1:9901/metrics | grep egret_requests_total
   curl -s http://127.0.0.1:9901/api/v1/status
 "#

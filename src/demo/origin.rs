@@ -3,6 +3,7 @@
 //! - `/healthz`: 200, or 503 while [`Origin::set_healthy`] is false.
 //! - `/slow/MS`: answers after MS milliseconds.
 //! - `/`, `*.htm`, `*.html`: an HTML page naming the site and the origin.
+//! - `POST /__demo/tamper`: toggles a simulated defacement of the HTML pages.
 //! - `/ws` with `Upgrade: websocket`: switches protocols and echoes every byte back.
 //! - anything else: a JSON echo of the request (origin name, method, path, query, headers, body length).
 
@@ -26,6 +27,7 @@ pub struct Origin {
     pub addr: SocketAddr,
     healthy: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
+    tampered: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
 }
 
@@ -65,11 +67,13 @@ impl Origin {
         let addr = listener.local_addr()?;
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
+        let tampered = Arc::new(AtomicBool::new(false));
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             name: name.to_string(),
             healthy: healthy.clone(),
             hits: hits.clone(),
+            tampered: tampered.clone(),
         });
         tokio::spawn(accept_loop(listener, shared, stop_rx, tls));
         Ok(Origin {
@@ -77,8 +81,14 @@ impl Origin {
             addr,
             healthy,
             hits,
+            tampered,
             stop,
         })
+    }
+
+    /// Simulates a defacement: HTML pages get a hidden block of gambling links.
+    pub fn set_tampered(&self, on: bool) {
+        self.tampered.store(on, Ordering::Relaxed);
     }
 
     pub fn set_healthy(&self, ok: bool) {
@@ -106,6 +116,7 @@ struct Shared {
     name: String,
     healthy: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
+    tampered: Arc<AtomicBool>,
 }
 
 async fn accept_loop(
@@ -213,10 +224,27 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if path == "/__demo/tamper" && req.method() == hyper::Method::POST {
+        let on = !shared.tampered.load(Ordering::Relaxed);
+        shared.tampered.store(on, Ordering::Relaxed);
+        let msg = if on {
+            "tampered: pages now carry hidden gambling links\n"
+        } else {
+            "restored\n"
+        };
+        return Ok(text(200, "text/plain", msg.into()));
+    }
     if path == "/" || path.ends_with(".htm") || path.ends_with(".html") {
+        let injected = if shared.tampered.load(Ordering::Relaxed) {
+            "<div style=\"display:none\"><a href=\"http://casino-bet.example/\">澳门赌场</a> \
+<a href=\"http://casino-bet.example/bjl\">百家乐 真人娱乐</a></div>"
+        } else {
+            ""
+        };
         let body = format!(
             "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{host}</title></head>\
-<body><h1>{host}</h1><p>欢迎访问 / Welcome. Served by origin <b>{}</b>, path {path}.</p></body></html>\n",
+<body><h1>{host}</h1><p>欢迎访问 / Welcome. Served by origin <b class=\"served-by\">{}</b>, path {path}.</p>\
+<ul class=\"news-list\"><li>关于做好2026年冬季供暖工作的通知</li><li>市政府常务会议研究部署民生实事</li></ul>{injected}</body></html>\n",
             shared.name
         );
         return Ok(text(200, "text/html; charset=utf-8", body));

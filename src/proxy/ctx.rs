@@ -19,6 +19,7 @@ pub enum Action {
     Redirected,
     Challenged,
     Denied,
+    Substituted,
 }
 
 impl Action {
@@ -34,6 +35,7 @@ impl Action {
             Action::Redirected => "redirected",
             Action::Challenged => "challenged",
             Action::Denied => "denied",
+            Action::Substituted => "substituted",
         }
     }
 }
@@ -64,6 +66,8 @@ pub struct Ctx {
     pub in_flight: bool,
     /// Rate-limit outcome for the log: policy name, key kind, action.
     pub ratelimit: Option<(Option<Arc<str>>, &'static str, &'static str)>,
+    /// Defacement outcome for a protected page (checked, approved-copy, maintenance, ...).
+    pub deface_action: &'static str,
 }
 
 impl Ctx {
@@ -89,6 +93,7 @@ impl Ctx {
             error: None,
             in_flight: false,
             ratelimit: None,
+            deface_action: "",
         }
     }
 }

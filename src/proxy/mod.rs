@@ -223,6 +223,134 @@ impl EgretProxy {
     }
 }
 
+impl EgretProxy {
+    /// Step 8 for a protected page: fetch it from the origin, judge it against its baseline, and
+    /// serve it, the approved copy, or the maintenance page.
+    async fn serve_protected(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Arc<crate::snapshot::Snapshot>,
+        site: &Arc<crate::snapshot::Site>,
+        path: &str,
+        rule: &crate::deface::PageRule,
+    ) -> Result<bool> {
+        use crate::protect::{Served, MARKER};
+        let pq = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| path.to_string());
+        let host = ctx.host.clone();
+        let limit = rule.check.max_body_bytes();
+        ctx.upstream_sent_at = Some(std::time::Instant::now());
+        let fetched =
+            crate::protect::fetch_from_origin(&self.state.pages.fetcher, site, &pq, &host, limit)
+                .await;
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("deface: {}{path}: {e}", site.name);
+                ctx.error = Some("protected page: origin fetch failed");
+                return self
+                    .answer(session, ctx, 502, Action::UpstreamError, false, &[])
+                    .await;
+            }
+        };
+        ctx.upstream_status = Some(fetched.status);
+        ctx.upstream_header_ms = ctx
+            .upstream_sent_at
+            .map(|t| t.elapsed().as_secs_f64() * 1000.0);
+        let served = self.state.pages.judge(
+            snap,
+            &self.state.metrics,
+            site,
+            path,
+            rule,
+            fetched,
+            "inline",
+        );
+        let accepts_gzip = session
+            .req_header()
+            .headers
+            .get_all(http::header::ACCEPT_ENCODING)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("gzip")));
+        match served {
+            Served::Page {
+                status,
+                content_type,
+                content_encoding,
+                body,
+                mut relay,
+                marker,
+            } => {
+                ctx.deface_action = marker;
+                relay.push((MARKER, marker.to_string()));
+                if let Some(ce) = content_encoding {
+                    relay.push(("content-encoding", ce));
+                }
+                ctx.own_status = Some(status);
+                respond::write_body(
+                    session,
+                    status,
+                    &content_type,
+                    body,
+                    &ctx.request_id,
+                    &relay,
+                )
+                .await?;
+            }
+            Served::Approved { gzip } => {
+                ctx.deface_action = "approved-copy";
+                ctx.action = Action::Substituted;
+                ctx.own_status = Some(200);
+                let mut extra = vec![
+                    (MARKER, "approved-copy".to_string()),
+                    ("cache-control", "no-store".to_string()),
+                ];
+                let body = if accepts_gzip {
+                    extra.push(("content-encoding", "gzip".to_string()));
+                    bytes::Bytes::from(gzip)
+                } else {
+                    use std::io::Read;
+                    let mut out = Vec::new();
+                    let _ = flate2::read::GzDecoder::new(gzip.as_slice())
+                        .take(limit as u64)
+                        .read_to_end(&mut out);
+                    bytes::Bytes::from(out)
+                };
+                respond::write_body(
+                    session,
+                    200,
+                    "text/html; charset=utf-8",
+                    body,
+                    &ctx.request_id,
+                    &extra,
+                )
+                .await?;
+            }
+            Served::Maintenance => {
+                ctx.deface_action = "maintenance";
+                ctx.action = Action::Substituted;
+                ctx.own_status = Some(503);
+                let extra = [(MARKER, "maintenance".to_string())];
+                respond::write_html(
+                    session,
+                    503,
+                    crate::deface::MAINTENANCE_PAGE.to_string(),
+                    &ctx.request_id,
+                    false,
+                    &extra,
+                )
+                .await?;
+            }
+        }
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for EgretProxy {
     type CTX = Ctx;
@@ -377,6 +505,17 @@ impl ProxyHttp for EgretProxy {
         // 3-4. allow/deny lists, rate limits, flood challenge
         if let Some(done) = self.rate_limit_step(session, ctx, &snap, &site).await? {
             return Ok(done);
+        }
+
+        // 8. protected pages (defacement): fetched, judged and served by Egret itself
+        let method = &session.req_header().method;
+        if method == http::Method::GET || method == http::Method::HEAD {
+            let path = session.req_header().uri.path().to_string();
+            if let Some(rule) = snap.deface.page(&site.name, &path) {
+                return self
+                    .serve_protected(session, ctx, &snap, &site, &path, rule)
+                    .await;
+            }
         }
 
         // 6. route
