@@ -306,6 +306,7 @@ async fn bundled_demo_config_limits_a_fast_client() {
         .split("[ratelimit]")
         .nth(1)
         .expect("www.toml has a [ratelimit] table");
+    let policy = policy.split("[deface]").next().unwrap_or(policy);
     let site = format!(
         "{}\n[ratelimit]{policy}",
         simple_site("www", "s.test", &[a.addr], "")
