@@ -28,8 +28,12 @@ pub struct Origin {
     healthy: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
     tampered: Arc<AtomicBool>,
+    pages: Pages,
     stop: watch::Sender<bool>,
 }
+
+/// Fixed pages by path: body and optional Content-Encoding.
+type Pages = Arc<std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, Option<String>)>>>;
 
 impl Origin {
     /// Starts an origin on `addr` (port 0 for any free port) in the current tokio runtime.
@@ -68,12 +72,14 @@ impl Origin {
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicU64::new(0));
         let tampered = Arc::new(AtomicBool::new(false));
+        let pages: Pages = Arc::default();
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             name: name.to_string(),
             healthy: healthy.clone(),
             hits: hits.clone(),
             tampered: tampered.clone(),
+            pages: pages.clone(),
         });
         tokio::spawn(accept_loop(listener, shared, stop_rx, tls));
         Ok(Origin {
@@ -82,8 +88,16 @@ impl Origin {
             healthy,
             hits,
             tampered,
+            pages,
             stop,
         })
+    }
+
+    /// Serves `body` as an HTML page at `path` (with `Content-Encoding: encoding` when given).
+    pub fn set_page(&self, path: &str, body: Vec<u8>, encoding: Option<&str>) {
+        if let Ok(mut p) = self.pages.lock() {
+            p.insert(path.to_string(), (body, encoding.map(str::to_string)));
+        }
     }
 
     /// Simulates a defacement: HTML pages get a hidden block of gambling links.
@@ -117,6 +131,7 @@ struct Shared {
     healthy: Arc<AtomicBool>,
     hits: Arc<AtomicU64>,
     tampered: Arc<AtomicBool>,
+    pages: Pages,
 }
 
 async fn accept_loop(
@@ -224,6 +239,18 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let fixed = shared.pages.lock().ok().and_then(|p| p.get(&path).cloned());
+    if let Some((body, encoding)) = fixed {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        if let Some(enc) = encoding.and_then(|e| hyper::header::HeaderValue::from_str(&e).ok()) {
+            r.headers_mut().insert(hyper::header::CONTENT_ENCODING, enc);
+        }
+        return Ok(r);
+    }
     if path == "/__demo/tamper" && req.method() == hyper::Method::POST {
         let on = !shared.tampered.load(Ordering::Relaxed);
         shared.tampered.store(on, Ordering::Relaxed);
