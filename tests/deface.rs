@@ -367,3 +367,38 @@ fn verdict_cli_compares_saved_pages() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_on_one_node_takes_effect_on_another_sharing_the_state_directory() {
+    let o = origin("portal").await;
+    o.set_page("/", fixture("portal.html"), None);
+    let shared = tempfile::tempdir().unwrap();
+    let site = format!(
+        "{}{POLICY}",
+        simple_site("www", "www.test.gov.cn", &[o.addr], "")
+    );
+    let global = format!(
+        "[deface]\nstate_dir = \"{}\"\nprobe_interval = \"1h\"\n",
+        shared.path().display()
+    );
+    let node1 = Gateway::start(&[("www", site.clone())], "", &global);
+    let node2 = Gateway::start(&[("www", site)], "", &global);
+    approve(&node1, "/").await;
+    assert_eq!(marker(&fetch(&node2, "/", false).await), "checked");
+    // The origin legitimately changes its title; node 1's staff approve it.
+    o.set_page("/", fixture("tampered-title.html"), None);
+    assert_eq!(marker(&fetch(&node2, "/", false).await), "approved-copy");
+    approve(&node1, "/").await;
+    // Node 2 picks up the new baseline from the shared directory within its refresh time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if marker(&fetch(&node2, "/", false).await) == "checked" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never saw node 1's approval"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
