@@ -29,6 +29,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub access_log_dropped: IntCounter,
     pub admin_auth_failures: IntCounter,
+    pub connections_active: IntGauge,
+    pub connections_refused: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -148,6 +150,17 @@ impl Metrics {
                 "egret_admin_auth_failures_total",
                 "Admin API requests refused for a missing or wrong token.",
             )?,
+            connections_active: IntGauge::new(
+                "egret_connections_active",
+                "Client connections open now.",
+            )?,
+            connections_refused: IntCounterVec::new(
+                Opts::new(
+                    "egret_connections_refused_total",
+                    "Client connections closed at once by the per-IP connection limits.",
+                ),
+                &["reason"],
+            )?,
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -177,6 +190,8 @@ impl Metrics {
         r.register(Box::new(m.config_generation.clone()))?;
         r.register(Box::new(m.access_log_dropped.clone()))?;
         r.register(Box::new(m.admin_auth_failures.clone()))?;
+        r.register(Box::new(m.connections_active.clone()))?;
+        r.register(Box::new(m.connections_refused.clone()))?;
         Ok(m)
     }
 

@@ -78,6 +78,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         )),
         state: state.clone(),
     };
+    let app = crate::proxy::connections::ConnLimitApp {
+        inner: Arc::new(app),
+        state: state.clone(),
+    };
     let mut proxy = Service::new("egret proxy".to_string(), app);
     for a in &http_listen {
         proxy.add_tcp(&a.to_string());

@@ -77,6 +77,15 @@ pub struct Global {
     pub sites_dir: PathBuf,
     pub certs_dir: PathBuf,
     pub client_header_timeout: Duration,
+    pub connections: ConnectionLimits,
+}
+
+/// Per-client-IP connection limits (0 = no limit).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionLimits {
+    pub max_per_ip: u32,
+    pub new_per_second_per_ip: u32,
+    pub exempt: Vec<IpNet>,
 }
 
 /// TLS policy; needs a restart to change (process-wide rustls provider, listener settings).

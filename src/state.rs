@@ -38,6 +38,8 @@ pub struct AppState {
     pub limiter: Arc<crate::ratelimit::LimiterState>,
     /// Protected pages: verdict cache, baselines, statuses, events.
     pub pages: crate::protect::PageGuard,
+    /// Open connections per client IP.
+    pub connections: crate::proxy::connections::ConnTracker,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
         ));
         let pages = crate::protect::PageGuard::new(first.deface.cache_entries());
         AppState {
+            connections: Default::default(),
             pages,
             limiter,
             tls_resolver,

@@ -587,3 +587,53 @@ async fn stalled_request_header_is_cut_off() {
     // Normal clients are still served.
     assert_eq!(get(&g, "s.test", "/x").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_connection_limit_closes_extra_connections() {
+    use std::io::{Read, Write};
+    let a = origin("a").await;
+    let g = Gateway::start(
+        &[("s", simple_site("s", "s.test", &[a.addr], ""))],
+        "",
+        "[connections]\nmax_per_ip = 3\n",
+    );
+    let http = g.http;
+    let held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(http).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let extra = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(b"GET /x HTTP/1.1\r\nHost: s.test\r\n\r\n");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).to_string()
+    })
+    .await
+    .unwrap();
+    assert!(
+        extra.is_empty(),
+        "the fourth connection was served: {extra}"
+    );
+    let m = client()
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("egret_connections_refused_total{reason=\"too_many_open\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("egret_connections_active 3"), "{m}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        get(&g, "s.test", "/x").await.0,
+        200,
+        "connections are admitted again once others close"
+    );
+}

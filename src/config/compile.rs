@@ -565,6 +565,31 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
             .client_header_timeout
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(10)),
+        connections: ConnectionLimits {
+            max_per_ip: raw.connections.max_per_ip.unwrap_or(256),
+            new_per_second_per_ip: raw.connections.new_per_second_per_ip.unwrap_or(0),
+            exempt: raw
+                .connections
+                .exempt
+                .iter()
+                .filter_map(|c| {
+                    let t = c.get_ref().trim();
+                    match t
+                        .parse::<ipnet::IpNet>()
+                        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    {
+                        Ok(n) => Some(n),
+                        Err(_) => {
+                            errors.push(file.error(
+                                c.span(),
+                                format!("invalid CIDR {t:?} in [connections] exempt"),
+                            ));
+                            None
+                        }
+                    }
+                })
+                .collect(),
+        },
     }
 }
 

@@ -96,6 +96,9 @@ pub struct RawGlobal {
     /// Rate limiting defaults, allow/deny lists and the flood challenge (see docs/ratelimit.md).
     #[serde(default)]
     pub ratelimit: crate::ratelimit::RateLimitConfig,
+    /// Per-client-IP connection limits, checked before any request is read.
+    #[serde(default)]
+    pub connections: RawConnections,
     /// Defacement detection: state directory, keywords, thresholds (see docs/defacement.md).
     #[serde(default)]
     pub deface: crate::deface::DefaceConfig,
@@ -201,6 +204,18 @@ pub struct RawServer {
 pub struct RawUnknownHost {
     pub status: Option<Spanned<u16>>,
     pub page: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnections {
+    /// Open connections allowed per client IP (0 = no limit). Default 256.
+    pub max_per_ip: Option<u32>,
+    /// New connections per second allowed per client IP (0 = no limit). Default 0.
+    pub new_per_second_per_ip: Option<u32>,
+    /// Client CIDRs exempt from these limits (e.g. a load balancer in front).
+    #[serde(default)]
+    pub exempt: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

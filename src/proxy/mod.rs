@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod client_ip;
+pub mod connections;
 pub mod ctx;
 pub mod framing;
 
