@@ -115,6 +115,16 @@ impl AccessLog {
         }
     }
 
+    /// Queues any serializable value as one line (the WAF audit log). Never blocks.
+    pub fn write_json(&self, value: &serde_json::Value) {
+        let Some(tx) = &self.tx else { return };
+        let mut line = value.to_string().into_bytes();
+        line.push(b'\n');
+        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Asks the writer to reopen its file (logrotate's postrotate SIGUSR1).
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Relaxed);

@@ -33,6 +33,11 @@ pub enum Command {
         #[arg(short, long, default_value = "config/egret.toml")]
         config: PathBuf,
     },
+    /// WAF ruleset tools: run inline rule tests, explain a request.
+    Rules {
+        #[command(subcommand)]
+        action: RulesCommand,
+    },
     /// Defacement protection: baselines, approvals, status, offline verdicts.
     Deface {
         #[command(subcommand)]
@@ -40,6 +45,28 @@ pub enum Command {
     },
     /// Start the built-in demo origins and serve the bundled example configuration.
     Demo {
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Run every rule's inline tests (all rulesets of the config, or the given files).
+    Test {
+        /// Ruleset files; default: the config's rulesets directory.
+        files: Vec<PathBuf>,
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+    },
+    /// Evaluate one request (raw HTTP text or a JSON line; `-` for stdin) and show which rules
+    /// matched, on which target, after which transformations, with what score.
+    Explain {
+        /// The request file, or `-`.
+        request: PathBuf,
+        /// Use this site's WAF policy (paranoia, exclusions); default: the default policy.
+        #[arg(long)]
+        site: Option<String>,
         #[arg(short, long, default_value = "config/egret.toml")]
         config: PathBuf,
     },
@@ -89,6 +116,23 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Certs { config } => certs(&config),
+        Command::Rules { action } => {
+            let res = match action {
+                RulesCommand::Test { files, config } => crate::rules_cli::test(&files, &config),
+                RulesCommand::Explain {
+                    request,
+                    site,
+                    config,
+                } => crate::rules_cli::explain_request(&request, site.as_deref(), &config),
+            };
+            match res {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("egret rules: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Deface { action } => {
             use crate::deface_cli as d;
             let res = match action {

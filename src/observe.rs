@@ -112,8 +112,10 @@ pub fn record(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
         ratelimit_key: ctx.ratelimit.as_ref().map(|r| r.1).unwrap_or(""),
         ratelimit_action: ctx.ratelimit.as_ref().map(|r| r.2).unwrap_or(""),
         deface_action: ctx.deface_action,
+        waf_action: ctx.waf_action,
+        waf_rules: &ctx.waf_rules,
+        waf_score: ctx.waf_score,
         error: &error_text,
-        ..Default::default()
     };
     state.access_log.write(&rec);
 }

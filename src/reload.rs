@@ -72,7 +72,9 @@ fn watch_config(state: &AppState, tx: mpsc::Sender<()>) -> Option<notify::Recomm
             let relevant = ev.kind.is_modify() || ev.kind.is_create() || ev.kind.is_remove();
             let toml = ev.paths.iter().any(|p| {
                 p.extension().is_some_and(|e| {
-                    e == "toml" || e == "html" || e == "pem" || e == "crt" || e == "key"
+                    ["toml", "html", "pem", "crt", "key", "data", "txt"]
+                        .iter()
+                        .any(|x| e == *x)
                 })
             });
             if relevant && toml {
@@ -95,6 +97,11 @@ fn watch_config(state: &AppState, tx: mpsc::Sender<()>) -> Option<notify::Recomm
     if let Err(e) = w.watch(&dir, RecursiveMode::Recursive) {
         log::warn!("cannot watch {} ({e}); reload with SIGHUP", dir.display());
         return None;
+    }
+    if snap.rulesets_dir.is_dir() && !snap.rulesets_dir.starts_with(&dir) {
+        if let Err(e) = w.watch(&snap.rulesets_dir, RecursiveMode::Recursive) {
+            log::warn!("cannot watch {} ({e})", snap.rulesets_dir.display());
+        }
     }
     if snap.global.certs_dir.is_dir() && !snap.global.certs_dir.starts_with(&dir) {
         if let Err(e) = w.watch(&snap.global.certs_dir, RecursiveMode::Recursive) {

@@ -32,6 +32,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     let access_log =
         AccessLog::start(&snap.global.access_log).context("cannot open the access log")?;
+    let audit_log =
+        AccessLog::start(&snap.global.audit_log).context("cannot open the WAF audit log")?;
     let metrics = Metrics::new().context("cannot create metrics")?;
     let settings = snap.global.server.clone();
     let http_listen = snap.global.http_listen.clone();
@@ -57,6 +59,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         health,
         metrics,
         access_log,
+        audit_log,
     ));
 
     let conf = ServerConf {

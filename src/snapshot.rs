@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// Rate-limit, allow/deny and flood policies of every site.
     pub ratelimit: Arc<crate::ratelimit::Policies>,
+    /// The compiled WAF rulesets.
+    pub waf: Arc<crate::waf::Engine>,
+    pub rulesets_dir: PathBuf,
     /// Protected pages of every site.
     pub deface: Arc<crate::deface::DefacePolicy>,
     pub deface_settings: DefaceSettings,
@@ -68,6 +71,7 @@ pub struct Global {
     pub admin_listen: Option<SocketAddr>,
     pub admin: AdminSettings,
     pub access_log: AccessLogTarget,
+    pub audit_log: AccessLogTarget,
     pub log_level: log::LevelFilter,
     pub trusted_proxies: Vec<IpNet>,
     pub server: ServerSettings,
@@ -212,6 +216,8 @@ pub struct Site {
     pub limits: Limits,
     pub error_pages: ErrorPages,
     pub tls: Option<SiteTls>,
+    /// The site's WAF policy, compiled against the snapshot's engine.
+    pub waf: Arc<crate::waf::SitePolicy>,
 }
 
 impl Site {

@@ -26,6 +26,8 @@ pub struct AppState {
     pub health: HealthRegistry,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// WAF audit log (blocked and detected requests).
+    pub audit_log: AccessLog,
     next_generation: AtomicU64,
     /// Serialises reloads so two never race to swap.
     reload_lock: Mutex<()>,
@@ -49,6 +51,7 @@ impl AppState {
         health: HealthRegistry,
         metrics: Metrics,
         access_log: AccessLog,
+        audit_log: AccessLog,
     ) -> AppState {
         metrics.config_generation.set(first.generation as i64);
         metrics.last_reload_success.set(unix_secs(first.loaded_at));
@@ -59,6 +62,7 @@ impl AppState {
         ));
         let pages = crate::protect::PageGuard::new(first.deface.cache_entries());
         AppState {
+            audit_log,
             connections: Default::default(),
             pages,
             limiter,

@@ -23,6 +23,40 @@ pub fn load_all(
     let file = SourceFile::read(path).map_err(|e| ConfigErrors(vec![e]))?;
     let raw: RawGlobal = file.parse().map_err(|e| ConfigErrors(vec![e]))?;
     let global = compile_global(&file, &raw, &mut errors);
+    let rulesets_dir = file.resolve(
+        raw.rulesets_dir
+            .as_ref()
+            .map(|s| s.get_ref().as_str())
+            .unwrap_or("../rulesets"),
+    );
+    let mut early_warnings = Vec::new();
+    let waf_loaded = if raw.rulesets_dir.is_none() && !rulesets_dir.exists() {
+        early_warnings.push(format!(
+            "{}: no rulesets directory at {} (set rulesets_dir): the WAF has no rules",
+            file.path.display(),
+            rulesets_dir.display()
+        ));
+        crate::waf::Engine::from_files(&[])
+    } else {
+        crate::waf::Engine::load_dir(&rulesets_dir)
+    };
+    let waf_engine = match waf_loaded {
+        Ok(e) => Some(Arc::new(e)),
+        Err(errs) => {
+            for e in errs {
+                errors.push(ConfigError {
+                    file: e.file.clone().unwrap_or_else(|| rulesets_dir.clone()),
+                    line: e.line,
+                    col: e.col,
+                    message: match e.rule_id {
+                        Some(id) => format!("rule {id}: {}", e.message),
+                        None => e.message.clone(),
+                    },
+                });
+            }
+            None
+        }
+    };
     let global_limits = merge_limits(&Limits::default(), &raw.limits);
     let global_timeouts = merge_timeouts(&UpstreamTimeouts::default(), &raw.upstream);
 
@@ -52,7 +86,7 @@ pub fn load_all(
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     let mut certs = crate::tls::CertStore::default();
     let mut cert_infos = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = early_warnings;
     let mut first_cert = None;
     // (site name, its rate-limit table, its file) for the policy compiler.
     let mut site_limits: Vec<(String, crate::ratelimit::SiteRateLimitConfig, PathBuf)> = Vec::new();
@@ -79,7 +113,7 @@ pub fn load_all(
                 continue;
             }
         };
-        let site = compile_site(
+        let mut site = compile_site(
             &sf,
             &raw_site,
             &global,
@@ -118,6 +152,17 @@ pub fn load_all(
             }
             host_owner.insert(pattern.clone(), (sf.path.clone(), line));
             hosts.insert(&pattern, index);
+        }
+        if let Some(engine) = &waf_engine {
+            let cfg = raw_site.waf.clone().unwrap_or_default();
+            match cfg.compile(engine) {
+                Ok(p) => site.waf = Arc::new(p),
+                Err(msgs) => {
+                    for m in msgs {
+                        errors.push(table_error(&sf, "waf", format!("waf: {m}")));
+                    }
+                }
+            }
         }
         if let Some(d) = &raw_site.deface {
             site_deface.push((
@@ -226,7 +271,9 @@ pub fn load_all(
 
     let (deface, deface_settings) = compile_deface(&file, &raw, &site_deface, &mut errors);
 
-    let (Some(ratelimit), Some(deface)) = (ratelimit.filter(|_| errors.is_empty()), deface) else {
+    let (Some(ratelimit), Some(deface), Some(waf)) =
+        (ratelimit.filter(|_| errors.is_empty()), deface, waf_engine)
+    else {
         return Err(errors);
     };
     Ok(Snapshot {
@@ -241,6 +288,8 @@ pub fn load_all(
         warnings,
         ratelimit: Arc::new(ratelimit),
         deface: Arc::new(deface),
+        waf,
+        rulesets_dir,
         deface_settings,
     })
 }
@@ -464,6 +513,11 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
         Some("off") => AccessLogTarget::Off,
         Some(p) => AccessLogTarget::File(file.resolve(p)),
     };
+    let audit_log = match raw.log.audit_log.as_deref() {
+        None | Some("off") => AccessLogTarget::Off,
+        Some("stdout") => AccessLogTarget::Stdout,
+        Some(p) => AccessLogTarget::File(file.resolve(p)),
+    };
     let log_level = match &raw.log.level {
         None => log::LevelFilter::Info,
         Some(l) => match l.get_ref().parse::<log::LevelFilter>() {
@@ -539,6 +593,7 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
             .unwrap_or("sites"),
     );
     Global {
+        audit_log,
         http_listen,
         https_listen,
         tls,
@@ -818,6 +873,8 @@ fn compile_site(
         }),
     });
     Site {
+        // Replaced by the compiled policy once the engine is known (see load_all).
+        waf: Arc::new(crate::waf::SitePolicy::off()),
         tls,
         name,
         file: sf.path.clone(),

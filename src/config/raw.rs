@@ -96,6 +96,8 @@ pub struct RawGlobal {
     /// Rate limiting defaults, allow/deny lists and the flood challenge (see docs/ratelimit.md).
     #[serde(default)]
     pub ratelimit: crate::ratelimit::RateLimitConfig,
+    /// Directory of the WAF rulesets (`*.toml`), relative to this file. Default `../rulesets`.
+    pub rulesets_dir: Option<Spanned<String>>,
     /// Per-client-IP connection limits, checked before any request is read.
     #[serde(default)]
     pub connections: RawConnections,
@@ -162,6 +164,8 @@ pub struct RawAdmin {
 pub struct RawLog {
     /// `"stdout"`, `"off"` or a file path (relative to the global file).
     pub access_log: Option<String>,
+    /// WAF audit log: `"stdout"`, `"off"` (default) or a file path.
+    pub audit_log: Option<String>,
     /// Application log level: error, warn, info, debug, trace.
     pub level: Option<Spanned<String>>,
 }
@@ -246,6 +250,8 @@ pub struct RawSite {
     pub tls: Option<RawSiteTls>,
     pub ratelimit: Option<crate::ratelimit::SiteRateLimitConfig>,
     pub deface: Option<crate::deface::SiteDefaceConfig>,
+    /// WAF policy: mode, paranoia, thresholds, exclusions (default: block at paranoia 1).
+    pub waf: Option<crate::waf::SitePolicyConfig>,
 }
 
 #[derive(Debug, Deserialize)]

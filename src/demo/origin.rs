@@ -29,6 +29,7 @@ pub struct Origin {
     hits: Arc<AtomicU64>,
     tampered: Arc<AtomicBool>,
     pages: Pages,
+    bodies: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
 }
 
@@ -73,6 +74,7 @@ impl Origin {
         let hits = Arc::new(AtomicU64::new(0));
         let tampered = Arc::new(AtomicBool::new(false));
         let pages: Pages = Arc::default();
+        let bodies = Arc::new(AtomicU64::new(0));
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             name: name.to_string(),
@@ -80,6 +82,7 @@ impl Origin {
             hits: hits.clone(),
             tampered: tampered.clone(),
             pages: pages.clone(),
+            bodies: bodies.clone(),
         });
         tokio::spawn(accept_loop(listener, shared, stop_rx, tls));
         Ok(Origin {
@@ -89,6 +92,7 @@ impl Origin {
             hits,
             tampered,
             pages,
+            bodies,
             stop,
         })
     }
@@ -107,6 +111,11 @@ impl Origin {
 
     pub fn set_healthy(&self, ok: bool) {
         self.healthy.store(ok, Ordering::Relaxed);
+    }
+
+    /// Request bodies received whole (non-empty).
+    pub fn bodies(&self) -> u64 {
+        self.bodies.load(Ordering::Relaxed)
     }
 
     /// Requests served, health checks excluded.
@@ -132,6 +141,7 @@ struct Shared {
     hits: Arc<AtomicU64>,
     tampered: Arc<AtomicBool>,
     pages: Pages,
+    bodies: Arc<AtomicU64>,
 }
 
 async fn accept_loop(
@@ -290,7 +300,13 @@ async fn handle(
         .collect()
         .await
     {
-        Ok(b) => b.to_bytes().len() as i64,
+        Ok(b) => {
+            let n = b.to_bytes().len();
+            if n > 0 {
+                shared.bodies.fetch_add(1, Ordering::Relaxed);
+            }
+            n as i64
+        }
         Err(_) => -1,
     };
     let v = serde_json::json!({

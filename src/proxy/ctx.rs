@@ -68,6 +68,11 @@ pub struct Ctx {
     pub ratelimit: Option<(Option<Arc<str>>, &'static str, &'static str)>,
     /// Defacement outcome for a protected page (checked, approved-copy, maintenance, ...).
     pub deface_action: &'static str,
+    /// WAF state between phase 1 and phase 2 (requests with a body).
+    pub waf: Option<Box<super::waf_step::WafState>>,
+    pub waf_action: &'static str,
+    pub waf_rules: String,
+    pub waf_score: Option<u32>,
 }
 
 impl Ctx {
@@ -94,6 +99,10 @@ impl Ctx {
             in_flight: false,
             ratelimit: None,
             deface_action: "",
+            waf: None,
+            waf_action: "",
+            waf_rules: String::new(),
+            waf_score: None,
         }
     }
 }

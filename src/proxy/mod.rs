@@ -10,6 +10,7 @@ pub mod client_ip;
 pub mod connections;
 pub mod ctx;
 pub mod framing;
+pub mod waf_step;
 
 use crate::respond;
 use crate::routing::normalize_host;
@@ -508,6 +509,29 @@ impl ProxyHttp for EgretProxy {
             return Ok(done);
         }
 
+        // 5. WAF phase 1 (request line, headers, arguments); phase 2 runs on the body
+        if site.waf.mode != crate::waf::Mode::Off {
+            if let Some(ip) = ctx.client_ip {
+                let (verdict, body_state) =
+                    waf_step::phase1(&snap.waf, &site.waf, session.req_header(), ip);
+                waf_step::record(
+                    &self.state,
+                    ctx,
+                    &site.name,
+                    session.req_header(),
+                    &verdict,
+                    "request_headers",
+                );
+                if verdict.is_block() {
+                    ctx.error = Some("blocked by the WAF");
+                    return self
+                        .answer(session, ctx, 403, Action::Blocked, false, &[])
+                        .await;
+                }
+                ctx.waf = body_state.map(Box::new);
+            }
+        }
+
         // 8. protected pages (defacement): fetched, judged and served by Egret itself
         let method = &session.req_header().method;
         if method == http::Method::GET || method == http::Method::HEAD {
@@ -527,18 +551,65 @@ impl ProxyHttp for EgretProxy {
     /// Counts body bytes and enforces the body limit on chunked bodies.
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(b) = body {
+        if let Some(b) = body.as_ref() {
             ctx.body_bytes_in += b.len() as u64;
             if let Some(site) = &ctx.site {
                 if ctx.body_bytes_in > site.limits.max_body_bytes {
                     ctx.action = Action::Rejected;
                     ctx.error = Some("body too large");
                     return Error::e_explain(HTTPStatus(413), "request body over the limit");
+                }
+            }
+        }
+        // WAF phase 2: hold the body back until all of it has been inspected.
+        if let Some(mut w) = ctx.waf.take() {
+            use waf_step::BodyStep;
+            match w.feed(body.take(), end_of_stream) {
+                BodyStep::Hold => {
+                    // An empty chunk, never None: None would end the upstream body early.
+                    *body = Some(Bytes::new());
+                    ctx.waf = Some(w);
+                }
+                BodyStep::Forward(bytes, verdict) => {
+                    if let (Some(v), Some(site)) = (verdict, ctx.site.clone()) {
+                        waf_step::record(
+                            &self.state,
+                            ctx,
+                            &site.name,
+                            session.req_header(),
+                            &v,
+                            "request_body",
+                        );
+                    }
+                    // Inspection is over: the rest of the body streams through unchanged.
+                    if !bytes.is_empty() || !end_of_stream {
+                        *body = Some(bytes);
+                    }
+                }
+                BodyStep::TooLarge => {
+                    ctx.action = Action::Rejected;
+                    ctx.error = Some("body over the WAF inspection limit");
+                    return Error::e_explain(HTTPStatus(413), "body over the WAF inspection limit");
+                }
+                BodyStep::Block(verdict) => {
+                    if let Some(site) = ctx.site.clone() {
+                        waf_step::record(
+                            &self.state,
+                            ctx,
+                            &site.name,
+                            session.req_header(),
+                            &verdict,
+                            "request_body",
+                        );
+                    }
+                    ctx.action = Action::Blocked;
+                    ctx.error = Some("blocked by the WAF");
+                    return Error::e_explain(HTTPStatus(403), "blocked by the WAF (request body)");
                 }
             }
         }

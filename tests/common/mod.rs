@@ -37,6 +37,13 @@ pub struct Gateway {
     pub access_log: PathBuf,
 }
 
+impl Gateway {
+    /// The WAF audit log file.
+    pub fn audit_log(&self) -> PathBuf {
+        self.access_log.with_file_name("audit.log")
+    }
+}
+
 /// The global config used by tests: `top` goes before the tables, `extra` after them.
 pub fn global_toml(
     http: SocketAddr,
@@ -54,9 +61,16 @@ pub fn global_toml(
     } else {
         "[reload]\nwatch = true\ndebounce = \"100ms\""
     };
+    // Every gateway runs the shipped rulesets unless a test picks its own.
+    let rulesets = if top.contains("rulesets_dir") {
+        String::new()
+    } else {
+        format!("rulesets_dir = \"{}/rulesets\"", env!("CARGO_MANIFEST_DIR"))
+    };
     format!(
         r#"sites_dir = "sites"
 certs_dir = "certs"
+{rulesets}
 {top}
 [listen]
 http = ["{http}"]
@@ -65,6 +79,7 @@ http = ["{http}"]
 listen = "{admin}"
 [log]
 access_log = "{}"
+audit_log = "{}"
 level = "info"
 [server]
 threads = 2
@@ -73,7 +88,8 @@ shutdown_timeout = "2s"
 {reload}
 {extra}
 "#,
-        access_log.display()
+        access_log.display(),
+        access_log.with_file_name("audit.log").display()
     )
 }
 

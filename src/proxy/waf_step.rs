@@ -1,0 +1,195 @@
+//! Step 5 of the pipeline: the WAF. Phase 1 (request line, headers, arguments) runs in
+//! `request_filter`; phase 2 (the body) runs on the whole body, buffered and held back in
+//! `request_body_filter` until it has been inspected, so an origin never receives a body the WAF
+//! has not seen (pingora 0.9.1 sends the request header first; a blocked body never follows it).
+
+use super::ctx::Ctx;
+use crate::state::AppState;
+use crate::waf::{self, Transaction, Verdict};
+use bytes::{Bytes, BytesMut};
+use pingora::http::RequestHeader;
+use serde_json::json;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A request's WAF state kept between phase 1 and phase 2.
+pub struct WafState {
+    pub tx: Transaction,
+    pub buf: BytesMut,
+    pub limit: usize,
+    pub over_limit: waf::OverLimit,
+    /// Phase 2 already ran (the rest of the body streams through).
+    pub done: bool,
+    pub content_encoding: Option<String>,
+}
+
+/// Runs phase 1 (and phase 2 at once when there is no body). Returns the verdict and, when the
+/// request has a body to inspect, the state for phase 2.
+pub fn phase1(
+    engine: &Arc<waf::Engine>,
+    policy: &Arc<waf::SitePolicy>,
+    req: &RequestHeader,
+    ip: IpAddr,
+) -> (Verdict, Option<WafState>) {
+    let raw_uri = String::from_utf8_lossy(req.raw_path()).into_owned();
+    let headers: Vec<(&str, &[u8])> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let version = match req.version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    let request = waf::Request {
+        method: req.method.as_str(),
+        uri: &raw_uri,
+        version,
+        headers: &headers,
+        client_ip: ip,
+        body: None,
+        content_type: header("content-type"),
+    };
+    let mut tx = Transaction::new(engine.clone(), policy.clone(), &request);
+    let verdict = tx.eval_headers();
+    let has_body = header("transfer-encoding").is_some()
+        || header("content-length").is_some_and(|l| l.trim() != "0");
+    if verdict.is_block() {
+        return (verdict, None);
+    }
+    if !has_body {
+        // Most argument rules run in phase 2 (as in CRS): without a body, run it now.
+        return (tx.eval_body(&[]), None);
+    }
+    let state = has_body.then(|| WafState {
+        tx,
+        buf: BytesMut::new(),
+        limit: policy.inspect_body_limit,
+        over_limit: policy.over_limit,
+        done: false,
+        content_encoding: header("content-encoding").map(|s| s.trim().to_ascii_lowercase()),
+    });
+    (verdict, state)
+}
+
+/// What phase 2 decided for a body chunk.
+pub enum BodyStep {
+    /// Keep holding the body back.
+    Hold,
+    /// Forward these bytes; the verdict when inspection just finished (to record matches).
+    Forward(Bytes, Option<Verdict>),
+    /// Refuse the request with this verdict (403), or 413 when the body is over the limit.
+    Block(Verdict),
+    TooLarge,
+}
+
+impl WafState {
+    /// Feeds a chunk (or the end of the body) to phase 2.
+    pub fn feed(&mut self, chunk: Option<Bytes>, end: bool) -> BodyStep {
+        if self.done {
+            return BodyStep::Forward(chunk.unwrap_or_default(), None);
+        }
+        if let Some(c) = chunk {
+            if self.buf.len() + c.len() > self.limit {
+                match self.over_limit {
+                    waf::OverLimit::Reject => return BodyStep::TooLarge,
+                    waf::OverLimit::InspectPrefix => {
+                        let room = self.limit - self.buf.len();
+                        self.buf.extend_from_slice(&c[..room]);
+                        let verdict = self.inspect();
+                        self.done = true;
+                        if verdict.is_block() {
+                            return BodyStep::Block(verdict);
+                        }
+                        let mut all = std::mem::take(&mut self.buf);
+                        all.extend_from_slice(&c[room..]);
+                        return BodyStep::Forward(all.freeze(), Some(verdict));
+                    }
+                }
+            }
+            self.buf.extend_from_slice(&c);
+        }
+        if !end {
+            return BodyStep::Hold;
+        }
+        self.done = true;
+        let verdict = self.inspect();
+        if verdict.is_block() {
+            return BodyStep::Block(verdict);
+        }
+        BodyStep::Forward(std::mem::take(&mut self.buf).freeze(), Some(verdict))
+    }
+
+    /// Phase 2 on the buffered body, decompressed first when the client compressed it.
+    fn inspect(&mut self) -> Verdict {
+        let decoded = match self.content_encoding.as_deref() {
+            None | Some("identity") => None,
+            Some(enc) => match crate::deface::decode_body(
+                Some(enc),
+                &self.buf,
+                self.limit.saturating_mul(10),
+            ) {
+                Ok(d) => Some(d.into_owned()),
+                // Undecodable or a decompression bomb: inspect the raw bytes (rules on
+                // REQBODY_ERROR-like anomalies still see them) rather than skip inspection.
+                Err(_) => None,
+            },
+        };
+        let body: &[u8] = decoded.as_deref().unwrap_or(&self.buf);
+        self.tx.eval_body(body)
+    }
+}
+
+/// Records a verdict's matches: metrics, the context's log fields, the audit log.
+pub fn record(
+    state: &AppState,
+    ctx: &mut Ctx,
+    site: &str,
+    req: &RequestHeader,
+    verdict: &Verdict,
+    phase: &'static str,
+) {
+    if verdict.matches.is_empty() {
+        return;
+    }
+    let action = match verdict.action {
+        waf::Action::Block => "block",
+        waf::Action::Log => "detect",
+        waf::Action::Allow => "allow",
+    };
+    for m in &verdict.matches {
+        state
+            .metrics
+            .waf_matches
+            .with_label_values(&[site, &m.id.to_string(), action])
+            .inc();
+    }
+    ctx.waf_action = action;
+    ctx.waf_rules = verdict.rule_ids();
+    ctx.waf_score = Some(verdict.score);
+    if !state.audit_log.is_on() || verdict.action == waf::Action::Allow {
+        return;
+    }
+    let mut v = verdict.clone();
+    v.redact_secrets();
+    let rules: Vec<_> = v
+        .matches
+        .iter()
+        .map(|m| json!({"id": m.id, "msg": m.msg, "severity": format!("{:?}", m.severity), "target": m.target, "value": m.value, "score": m.score}))
+        .collect();
+    let line = json!({
+        "time": crate::access_log::rfc3339_now(),
+        "request_id": ctx.request_id,
+        "site": site,
+        "client_ip": ctx.client_ip.map(|i| i.to_string()),
+        "method": req.method.as_str(),
+        "uri": String::from_utf8_lossy(req.raw_path()),
+        "phase": phase,
+        "action": action,
+        "score": v.score,
+        "rules": rules,
+    });
+    state.audit_log.write_json(&line);
+}

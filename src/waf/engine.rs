@@ -1,0 +1,962 @@
+//! The compiled, immutable [`Engine`] and the per-request [`Transaction`] that evaluates it.
+//!
+//! The engine owns the rules in evaluation order, the deduplicated transformation chains and
+//! one literal prefilter (aho-corasick) per chain. A transaction owns the decoded request
+//! variables, the per-request transformation cache, TX variables, scores and matches.
+//! Phase 1 runs before the body is read ([`Transaction::eval_headers`]); phase 2 after
+//! ([`Transaction::eval_body`]).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aho_corasick::AhoCorasick;
+
+use super::load::{self, LoadError};
+use super::model::{
+    Ctl, Disruptive, Exclusion, Phase, Rule, Selector, SetVarOp, SkipTarget, Target, Variable,
+};
+use super::policy::{Mode, OverLimit, SitePolicy};
+use super::request::{self, Request, Vars};
+use super::transform::{self, Transform};
+use super::verdict::{truncate_value, Action, RuleMatch, Verdict};
+
+/// Bytes of one value that are transformed and inspected; the rest is ignored.
+pub const VALUE_INSPECT_LIMIT: usize = 128 * 1024;
+
+/// Literal prefilter: which regex rules can possibly match a transformed value.
+#[derive(Debug)]
+struct Prefilter {
+    ac: AhoCorasick,
+    /// Pattern id -> rule indexes requiring it.
+    pattern_rules: Vec<Vec<u32>>,
+    /// Per rule: whether it has required literals (others always run).
+    filtered: Vec<bool>,
+}
+
+/// Compiled rulesets: immutable, shared by all requests (`Send + Sync`).
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    by_id: HashMap<u32, usize>,
+    /// Transformation trie: `(parent, transform)`; chains sharing a prefix share nodes, so a
+    /// request computes `urlDecodeUni` of a value once for every chain that starts with it.
+    nodes: Vec<(Option<u32>, Transform)>,
+    /// Chain id -> its last trie node (`None` for the empty chain).
+    chain_nodes: Vec<Option<u32>>,
+    prefilter: Option<Prefilter>,
+    /// Per rule: resolved `skip_after` (index of the rule after which to resume).
+    skip_after: Vec<Option<usize>>,
+    phase_rules: [Vec<usize>; 4],
+    files: Vec<PathBuf>,
+}
+
+impl Engine {
+    /// Loads every `*.toml` file of `dir`, in name order.
+    pub fn load_dir(dir: &Path) -> Result<Engine, Vec<LoadError>> {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) => return Err(vec![LoadError::io(dir, &e)]),
+        };
+        files.sort();
+        Engine::from_files(&files)
+    }
+
+    /// Loads the given ruleset files in order.
+    pub fn from_files(files: &[PathBuf]) -> Result<Engine, Vec<LoadError>> {
+        let rules = load::load_files(files)?;
+        Engine::from_rules(rules, HashMap::new(), files.to_vec()).map_err(|e| vec![e])
+    }
+
+    /// Builds an engine from already-compiled rules (the SecLang loader's entry point).
+    /// `markers` maps SecMarker names to the index of the rule they follow.
+    pub fn from_rules(
+        mut rules: Vec<Rule>,
+        markers: HashMap<String, usize>,
+        files: Vec<PathBuf>,
+    ) -> Result<Engine, LoadError> {
+        let mut by_id = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            if let Some(prev) = by_id.insert(r.id, i) {
+                return Err(LoadError::duplicate(r, &rules[prev]));
+            }
+        }
+        // Deduplicate transformation chains (heads and chained links).
+        let mut chains: Vec<Vec<Transform>> = Vec::new();
+        fn assign(rule: &mut Rule, chains: &mut Vec<Vec<Transform>>) {
+            rule.chain_id = match chains.iter().position(|c| *c == rule.transforms) {
+                Some(i) => i,
+                None => {
+                    chains.push(rule.transforms.clone());
+                    chains.len() - 1
+                }
+            };
+            if let Some(next) = rule.chain.as_deref_mut() {
+                assign(next, chains);
+            }
+        }
+        for r in rules.iter_mut() {
+            assign(r, &mut chains);
+        }
+        let mut nodes: Vec<(Option<u32>, Transform)> = Vec::new();
+        let mut chain_nodes = Vec::with_capacity(chains.len());
+        for chain in &chains {
+            let mut parent: Option<u32> = None;
+            for t in chain {
+                let idx = match nodes.iter().position(|n| *n == (parent, *t)) {
+                    Some(i) => i,
+                    None => {
+                        nodes.push((parent, *t));
+                        nodes.len() - 1
+                    }
+                };
+                parent = Some(idx as u32);
+            }
+            chain_nodes.push(parent);
+        }
+        // One prefilter over the required literals of every regex rule. A rule's literals
+        // are looked for in that rule's own transformed value, so the scan result is cached
+        // per distinct transformed byte string, not per chain.
+        let mut pats: Vec<Vec<u8>> = Vec::new();
+        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
+        let mut filtered = vec![false; rules.len()];
+        for (ri, r) in rules.iter().enumerate() {
+            let Some(lits) = &r.operator.required_literals else {
+                continue;
+            };
+            filtered[ri] = true;
+            for lit in lits {
+                match pats.iter().position(|p| p == lit) {
+                    Some(pi) => pattern_rules[pi].push(ri as u32),
+                    None => {
+                        pats.push(lit.clone());
+                        pattern_rules.push(vec![ri as u32]);
+                    }
+                }
+            }
+        }
+        let prefilter = if pats.is_empty() {
+            None
+        } else {
+            let ac = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&pats)
+                .map_err(|e| LoadError::plain(format!("prefilter: {e}")))?;
+            Some(Prefilter {
+                ac,
+                pattern_rules,
+                filtered,
+            })
+        };
+        let mut skip_after = Vec::with_capacity(rules.len());
+        for r in &rules {
+            let resolved = match &r.actions.skip_after {
+                None => None,
+                Some(SkipTarget::RuleId(id)) => match by_id.get(id) {
+                    Some(i) => Some(*i),
+                    None => {
+                        return Err(LoadError::rule(
+                            r,
+                            format!("skip_after: unknown rule id {id}"),
+                        ))
+                    }
+                },
+                Some(SkipTarget::Marker(m)) => match markers.get(m) {
+                    Some(i) => Some(*i),
+                    None => {
+                        return Err(LoadError::rule(
+                            r,
+                            format!("skip_after: unknown marker {m:?}"),
+                        ))
+                    }
+                },
+            };
+            skip_after.push(resolved);
+        }
+        let mut phase_rules: [Vec<usize>; 4] = Default::default();
+        for (i, r) in rules.iter().enumerate() {
+            phase_rules[r.phase as usize - 1].push(i);
+        }
+        Ok(Engine {
+            rules,
+            by_id,
+            nodes,
+            chain_nodes,
+            prefilter,
+            skip_after,
+            phase_rules,
+            files,
+        })
+    }
+
+    /// All rules, in evaluation order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Files the engine was loaded from.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    pub fn rule(&self, id: u32) -> Option<&Rule> {
+        self.by_id.get(&id).map(|&i| &self.rules[i])
+    }
+
+    pub(crate) fn rule_index(&self, id: u32) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Starts a transaction borrowing the engine and policy (tests, CLI, one-shot use).
+    /// The proxy keeps an owned one instead: `Transaction::new(Arc<Engine>, Arc<SitePolicy>, &req)`.
+    pub fn transaction<'e>(
+        &'e self,
+        policy: &'e SitePolicy,
+        req: &Request<'_>,
+    ) -> Transaction<&'e Engine, &'e SitePolicy> {
+        Transaction::new(self, policy, req)
+    }
+
+    /// Both phases at once, using `req.body` (or no body).
+    pub fn evaluate(&self, policy: &SitePolicy, req: &Request<'_>) -> Verdict {
+        let mut tx = self.transaction(policy, req);
+        let v = tx.eval_headers();
+        if v.is_block() {
+            return v;
+        }
+        match req.body {
+            Some(b) => tx.eval_body(b),
+            None => tx.eval_body(&[]),
+        }
+    }
+}
+
+/// Per-request cache of transformed values and prefilter results, flat and indexed by
+/// `item * width + node` (no hashing on the hot path).
+#[derive(Debug, Default)]
+struct Cache {
+    /// Per (item, trie node): 0 = not computed, 1 = same bytes as the parent node,
+    /// n >= 2 = `owned[n - 2]`.
+    slots: Vec<u32>,
+    owned: Vec<Vec<u8>>,
+    /// Per `owned` entry: the source it equals up to ASCII case (after `lowercase` /
+    /// `uppercase`), whose case-insensitive prefilter result it can reuse.
+    owned_case_of: Vec<Option<Src>>,
+    /// Prefilter candidates per distinct byte string: per raw item, and per `owned` entry.
+    /// 0 = not computed, n >= 1 = `cands[n - 1]` (bitset of rule indexes).
+    raw_cands: Vec<u32>,
+    owned_cands: Vec<u32>,
+    cands: Vec<Vec<u64>>,
+}
+
+/// Where a transformed value's bytes live in the transaction.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    Raw,
+    Owned(usize),
+}
+
+/// A value the operator sees: a decoded member (cacheable) or a computed one.
+enum Source<'v> {
+    Item(u32),
+    Owned(Vec<u8>),
+    Borrowed(&'v [u8]),
+}
+
+/// A target member's display name, rendered only when it matches.
+enum Name {
+    Member(Variable, u32),
+    Text(String),
+}
+
+/// A value that matched, kept for MATCHED_VAR(S) and the verdict.
+#[derive(Debug, Clone)]
+struct Hit {
+    name: String,
+    value: Vec<u8>,
+    caps: Vec<Vec<u8>>,
+}
+
+/// The engine and policy a transaction evaluates against, passed down explicitly so that the
+/// transaction state can be borrowed mutably next to them.
+#[derive(Clone, Copy)]
+struct Cx<'a> {
+    engine: &'a Engine,
+    policy: &'a SitePolicy,
+}
+
+/// Per-request evaluation state (everything but the engine and policy).
+struct TxState {
+    vars: Vars,
+    content_type: Option<String>,
+    client_ip: IpAddr,
+    cache: Cache,
+    tx: HashMap<String, Vec<u8>>,
+    disabled: Vec<bool>,
+    removals: HashMap<usize, Vec<Exclusion>>,
+    inbound: u32,
+    outbound: u32,
+    matches: Vec<RuleMatch>,
+    denied: bool,
+    allowed: bool,
+    /// Set by `ctl:ruleEngine=DetectionOnly`.
+    detect_only: bool,
+    body_over_limit: bool,
+    caps: Vec<Vec<u8>>,
+}
+
+impl TxState {
+    fn new(engine: &Engine, policy: &SitePolicy, req: &Request<'_>) -> TxState {
+        let vars = request::decode_headers(req);
+        let mut disabled = policy.disabled.clone();
+        disabled.resize(engine.rules.len(), false);
+        let mut removals: HashMap<usize, Vec<Exclusion>> = HashMap::new();
+        let path = vars.first(Variable::RequestFilename).unwrap_or(b"/");
+        let norm = Transform::NormalizePathWin.apply(path);
+        for ex in &policy.exclusions {
+            let applies = match &ex.path {
+                None => true,
+                Some(p) => norm.starts_with(p.as_bytes()),
+            };
+            if !applies {
+                continue;
+            }
+            for &ri in &ex.rules {
+                match &ex.target {
+                    None => {
+                        if let Some(d) = disabled.get_mut(ri) {
+                            *d = true;
+                        }
+                    }
+                    Some(t) => removals.entry(ri).or_default().push(t.clone()),
+                }
+            }
+        }
+        TxState {
+            vars,
+            content_type: req.effective_content_type(),
+            client_ip: req.client_ip,
+            cache: Cache::default(),
+            tx: HashMap::new(),
+            disabled,
+            removals,
+            inbound: 0,
+            outbound: 0,
+            matches: Vec::new(),
+            denied: false,
+            allowed: false,
+            detect_only: false,
+            body_over_limit: false,
+            caps: Vec::new(),
+        }
+    }
+
+    fn eval_headers(&mut self, cx: Cx<'_>) -> Verdict {
+        if cx.policy.mode == Mode::Off {
+            return Verdict::allow();
+        }
+        self.run_phase(cx, Phase::RequestHeaders);
+        self.verdict(cx)
+    }
+
+    fn eval_body(&mut self, cx: Cx<'_>, body: &[u8]) -> Verdict {
+        if cx.policy.mode == Mode::Off {
+            return Verdict::allow();
+        }
+        let mut body = body;
+        if body.len() > cx.policy.inspect_body_limit {
+            self.body_over_limit = true;
+            if cx.policy.over_limit == OverLimit::Reject {
+                self.denied = true;
+                return self.verdict(cx);
+            }
+            body = &body[..cx.policy.inspect_body_limit];
+        }
+        request::decode_body(&mut self.vars, self.content_type.as_deref(), body);
+        self.run_phase(cx, Phase::RequestBody);
+        self.verdict(cx)
+    }
+
+    fn verdict(&self, cx: Cx<'_>) -> Verdict {
+        let p = cx.policy;
+        let over = self.denied
+            || self.inbound >= p.inbound_threshold
+            || self.outbound >= p.outbound_threshold;
+        let action = if over && !self.allowed {
+            if p.mode == Mode::Block && !self.detect_only {
+                Action::Block
+            } else {
+                Action::Log
+            }
+        } else if self.allowed || (self.matches.is_empty() && !self.body_over_limit) {
+            Action::Allow
+        } else {
+            Action::Log
+        };
+        Verdict {
+            action,
+            score: self.inbound,
+            outbound_score: self.outbound,
+            matches: self.matches.clone(),
+            body_over_limit: self.body_over_limit,
+        }
+    }
+
+    fn run_phase(&mut self, cx: Cx<'_>, phase: Phase) {
+        let engine = cx.engine;
+        let list = &engine.phase_rules[phase as usize - 1];
+        let mut pos = 0;
+        let mut resume_after: Option<usize> = None;
+        while pos < list.len() && !self.allowed && !self.denied {
+            let ri = list[pos];
+            pos += 1;
+            if let Some(t) = resume_after {
+                if ri <= t {
+                    continue;
+                }
+                resume_after = None;
+            }
+            if self.disabled[ri] {
+                continue;
+            }
+            let rule = &engine.rules[ri];
+            let Some(hits) = self.eval_rule(cx, ri, rule, &[]) else {
+                continue;
+            };
+            self.capture(rule, &hits);
+            // Chained links: each sees the previous link's hits as MATCHED_VAR(S).
+            let mut all_hits = vec![hits];
+            let mut link = rule.chain.as_deref();
+            let mut chain_ok = true;
+            while let Some(l) = link {
+                let prev = all_hits.last().map(Vec::as_slice).unwrap_or(&[]);
+                match self.eval_rule(cx, ri, l, prev) {
+                    Some(h) => {
+                        self.capture(l, &h);
+                        all_hits.push(h);
+                    }
+                    None => {
+                        chain_ok = false;
+                        break;
+                    }
+                }
+                link = l.chain.as_deref();
+            }
+            if !chain_ok {
+                continue;
+            }
+            self.apply_actions(cx, rule, &all_hits);
+            if rule.actions.skip > 0 {
+                pos += rule.actions.skip as usize;
+            }
+            if let Some(t) = engine.skip_after[ri] {
+                resume_after = Some(t);
+            }
+        }
+    }
+
+    fn apply_actions(&mut self, cx: Cx<'_>, rule: &Rule, all_hits: &[Vec<Hit>]) {
+        // setvar of every link, with captures of the last link that captured.
+        let mut link = Some(rule);
+        let mut depth = 0;
+        while let Some(l) = link {
+            let hits = &all_hits[depth.min(all_hits.len() - 1)];
+            for sv in &l.actions.set_vars {
+                let value = self.expand(&sv.value, rule, hits.last());
+                let key = sv.name.to_ascii_lowercase();
+                match sv.op {
+                    SetVarOp::Set => {
+                        self.tx.insert(key, value.into_bytes());
+                    }
+                    SetVarOp::Delete => {
+                        self.tx.remove(&key);
+                    }
+                    SetVarOp::Add | SetVarOp::Sub => {
+                        let cur: i64 = self
+                            .tx
+                            .get(&key)
+                            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+                            .unwrap_or(0);
+                        let d: i64 = value.trim().parse().unwrap_or(0);
+                        let n = if sv.op == SetVarOp::Add {
+                            cur.saturating_add(d)
+                        } else {
+                            cur.saturating_sub(d)
+                        };
+                        self.tx.insert(key, n.to_string().into_bytes());
+                    }
+                }
+            }
+            self.apply_ctl(cx, &l.actions.ctl);
+            link = l.chain.as_deref();
+            depth += 1;
+        }
+        let score = match rule.actions.disruptive {
+            Disruptive::Block => rule.actions.score,
+            _ => 0,
+        };
+        match rule.actions.disruptive {
+            Disruptive::Block => {
+                if rule.phase.is_inbound() {
+                    self.inbound = self.inbound.saturating_add(score);
+                } else {
+                    self.outbound = self.outbound.saturating_add(score);
+                }
+            }
+            Disruptive::Deny => self.denied = true,
+            Disruptive::Allow => self.allowed = true,
+            Disruptive::Log | Disruptive::Pass => {}
+        }
+        if rule.actions.disruptive == Disruptive::Pass {
+            return;
+        }
+        // Report the head's first hit (the attack value), with the head's transformations.
+        let first = all_hits.first().and_then(|h| h.first());
+        self.matches.push(RuleMatch {
+            id: rule.id,
+            msg: rule.msg.clone(),
+            severity: rule.severity,
+            tags: rule.tags.clone(),
+            phase: rule.phase,
+            target: first.map(|h| h.name.clone()).unwrap_or_default(),
+            value: first.map(|h| truncate_value(&h.value)).unwrap_or_default(),
+            transformations: rule.transforms.iter().map(|t| t.name()).collect(),
+            operator: rule.operator.name(),
+            score,
+        });
+    }
+
+    /// Applies `ctl:` actions to this transaction only.
+    fn apply_ctl(&mut self, cx: Cx<'_>, ctls: &[Ctl]) {
+        let engine = cx.engine;
+        for c in ctls {
+            match c {
+                Ctl::RuleRemoveById(id) => {
+                    if let Some(i) = engine.rule_index(*id) {
+                        self.disabled[i] = true;
+                    }
+                }
+                Ctl::RuleRemoveByTag(tag) => {
+                    for (i, r) in engine.rules.iter().enumerate() {
+                        if r.has_tag(tag) {
+                            self.disabled[i] = true;
+                        }
+                    }
+                }
+                Ctl::RuleRemoveTargetById(id, ex) => {
+                    if let Some(i) = engine.rule_index(*id) {
+                        self.removals.entry(i).or_default().push(ex.clone());
+                    }
+                }
+                Ctl::RuleEngineOff => self.allowed = true,
+                Ctl::RuleEngineDetectOnly => self.detect_only = true,
+            }
+        }
+    }
+
+    /// With `capture`, the first hit's groups become TX:0-9 (visible to chained links).
+    fn capture(&mut self, rule: &Rule, hits: &[Hit]) {
+        if !rule.actions.capture {
+            return;
+        }
+        if let Some(h) = hits.first() {
+            for i in 0..10 {
+                self.tx.remove(&i.to_string());
+            }
+            for (i, c) in h.caps.iter().enumerate() {
+                self.tx.insert(i.to_string(), c.clone());
+            }
+        }
+    }
+
+    /// Expands `%{tx.name}`, `%{matched_var}`, `%{matched_var_name}`, `%{rule.id}`.
+    fn expand(&self, s: &str, rule: &Rule, hit: Option<&Hit>) -> String {
+        if !s.contains("%{") {
+            return s.to_owned();
+        }
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(start) = rest.find("%{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let name = after[..end].to_ascii_lowercase();
+            let val = if let Some(k) = name.strip_prefix("tx.") {
+                self.tx
+                    .get(k)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            } else {
+                match name.as_str() {
+                    "matched_var" => hit
+                        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+                        .unwrap_or_default(),
+                    "matched_var_name" => hit.map(|h| h.name.clone()).unwrap_or_default(),
+                    "rule.id" => rule.id.to_string(),
+                    "rule.msg" => rule.msg.clone(),
+                    "rule.severity" => rule.severity.to_string(),
+                    _ => String::new(),
+                }
+            };
+            out.push_str(&val);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Evaluates one rule (or chain link) over its targets; returns the hits when it matches.
+    fn eval_rule(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule, prev: &[Hit]) -> Option<Vec<Hit>> {
+        let mut hits = Vec::new();
+        for target in &rule.targets.targets {
+            let values = self.collect(ri, rule, target, prev);
+            for (name, src) in values {
+                let matched = match src {
+                    Source::Item(id) => self.eval_item(cx, ri, rule, id),
+                    Source::Owned(v) => self.eval_raw(rule, &v),
+                    Source::Borrowed(v) => self.eval_raw(rule, v),
+                };
+                if let Some((value, caps)) = matched {
+                    let name = match name {
+                        Name::Text(t) => t,
+                        Name::Member(v, id) => {
+                            let key = &self.vars.item(id).key;
+                            if key.is_empty() {
+                                v.name().to_owned()
+                            } else {
+                                format!("{}:{}", v.name(), key)
+                            }
+                        }
+                    };
+                    hits.push(Hit { name, value, caps });
+                    if !rule.actions.multi_match && rule.chain.is_none() && hits.len() >= 8 {
+                        return Some(hits);
+                    }
+                }
+            }
+        }
+        if hits.is_empty() {
+            None
+        } else {
+            Some(hits)
+        }
+    }
+
+    fn eval_raw(&mut self, rule: &Rule, v: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+        let v = &v[..v.len().min(VALUE_INSPECT_LIMIT)];
+        let t = transform::apply_chain(&rule.transforms, v);
+        let mut caps = std::mem::take(&mut self.caps);
+        let ok = rule
+            .operator
+            .eval(&t, Some(self.client_ip), &mut caps, rule.actions.capture);
+        let out = if ok {
+            Some((t.into_owned(), caps.clone()))
+        } else {
+            None
+        };
+        self.caps = caps;
+        out
+    }
+
+    /// Makes sure the cache covers every decoded item (items are only ever appended).
+    fn grow_cache(&mut self, cx: Cx<'_>) {
+        let items = self.vars.items.len();
+        let nodes = cx.engine.nodes.len();
+        if self.cache.slots.len() < items * nodes {
+            self.cache.slots.resize(items * nodes, 0);
+        }
+        if self.cache.raw_cands.len() < items {
+            self.cache.raw_cands.resize(items, 0);
+        }
+    }
+
+    /// The raw value of an item, capped at the inspection limit.
+    fn raw(&self, id: u32) -> &[u8] {
+        let v = &self.vars.items[id as usize].value;
+        &v[..v.len().min(VALUE_INSPECT_LIMIT)]
+    }
+
+    /// The value of item `id` after trie node `node` (which must have been computed).
+    fn node_value(&self, cx: Cx<'_>, id: u32, node: Option<u32>) -> &[u8] {
+        match self.source(cx, id, node) {
+            Src::Raw => self.raw(id),
+            Src::Owned(n) => &self.cache.owned[n],
+        }
+    }
+
+    /// Where the bytes of item `id` after `node` live.
+    fn source(&self, cx: Cx<'_>, id: u32, node: Option<u32>) -> Src {
+        let width = cx.engine.nodes.len();
+        let mut cur = node;
+        while let Some(k) = cur {
+            match self
+                .cache
+                .slots
+                .get(id as usize * width + k as usize)
+                .copied()
+            {
+                Some(n) if n >= 2 => return Src::Owned(n as usize - 2),
+                Some(1) => cur = cx.engine.nodes[k as usize].0,
+                // Not computed: callers always compute first; fall back to the raw value.
+                _ => break,
+            }
+        }
+        Src::Raw
+    }
+
+    /// Computes (once per request) the value of item `id` after trie node `k`.
+    fn compute_node(&mut self, cx: Cx<'_>, id: u32, k: u32) {
+        let width = cx.engine.nodes.len();
+        let slot = id as usize * width + k as usize;
+        if self.cache.slots[slot] != 0 {
+            return;
+        }
+        let (parent, t) = cx.engine.nodes[k as usize];
+        if let Some(p) = parent {
+            self.compute_node(cx, id, p);
+        }
+        let out = match t.apply(self.node_value(cx, id, parent)) {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(v) => Some(v),
+        };
+        self.cache.slots[slot] = match out {
+            None => 1,
+            Some(v) => {
+                let case_of = match t {
+                    Transform::Lowercase | Transform::Uppercase => {
+                        Some(self.case_root(self.source(cx, id, parent)))
+                    }
+                    _ => None,
+                };
+                self.cache.owned.push(v);
+                self.cache.owned_case_of.push(case_of);
+                self.cache.owned.len() as u32 + 1
+            }
+        };
+    }
+
+    /// Follows case-only transformations back to the first byte string with the same
+    /// case-insensitive content.
+    fn case_root(&self, mut src: Src) -> Src {
+        while let Src::Owned(n) = src {
+            match self.cache.owned_case_of.get(n).copied().flatten() {
+                Some(prev) => src = prev,
+                None => break,
+            }
+        }
+        src
+    }
+
+    fn eval_item(
+        &mut self,
+        cx: Cx<'_>,
+        ri: usize,
+        rule: &Rule,
+        id: u32,
+    ) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+        let engine = cx.engine;
+        let cid = rule.chain_id;
+        self.grow_cache(cx);
+        let node = engine.chain_nodes[cid];
+        if let Some(k) = node {
+            self.compute_node(cx, id, k);
+        }
+        // The prefilter knows the literals of rule heads only, not of chained links.
+        let is_head = std::ptr::eq(rule, &engine.rules[ri]);
+        if let (Some(pf), true) = (&engine.prefilter, is_head) {
+            if pf.filtered.get(ri).copied().unwrap_or(false) {
+                // The prefilter is ASCII case-insensitive: a lowercased copy scans the same.
+                let src = self.case_root(self.source(cx, id, node));
+                let known = match src {
+                    Src::Raw => self.cache.raw_cands[id as usize],
+                    Src::Owned(n) => self.cache.owned_cands.get(n).copied().unwrap_or(0),
+                };
+                let slot = if known != 0 {
+                    known
+                } else {
+                    let value = match src {
+                        Src::Raw => self.raw(id),
+                        Src::Owned(n) => &self.cache.owned[n],
+                    };
+                    let mut c = vec![0u64; engine.rules.len().div_ceil(64)];
+                    for m in pf.ac.find_overlapping_iter(value) {
+                        for &r in &pf.pattern_rules[m.pattern().as_usize()] {
+                            c[r as usize / 64] |= 1 << (r % 64);
+                        }
+                    }
+                    self.cache.cands.push(c);
+                    let slot = self.cache.cands.len() as u32;
+                    match src {
+                        Src::Raw => self.cache.raw_cands[id as usize] = slot,
+                        Src::Owned(n) => {
+                            if self.cache.owned_cands.len() <= n {
+                                self.cache.owned_cands.resize(n + 1, 0);
+                            }
+                            self.cache.owned_cands[n] = slot;
+                        }
+                    }
+                    slot
+                };
+                if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0 {
+                    return None;
+                }
+            }
+        }
+        let mut caps = std::mem::take(&mut self.caps);
+        let value = self.node_value(cx, id, node);
+        let out =
+            if rule
+                .operator
+                .eval(value, Some(self.client_ip), &mut caps, rule.actions.capture)
+            {
+                Some((value.to_vec(), caps.clone()))
+            } else {
+                None
+            };
+        self.caps = caps;
+        out
+    }
+
+    fn excluded(&self, ri: usize, rule: &Rule, var: Variable, key: &str) -> bool {
+        rule.targets.exclusions.iter().any(|e| e.excludes(var, key))
+            || self
+                .removals
+                .get(&ri)
+                .is_some_and(|rs| rs.iter().any(|e| e.excludes(var, key)))
+    }
+
+    /// The values a target selects, with display names (`ARGS:q`).
+    fn collect<'p>(
+        &self,
+        ri: usize,
+        rule: &Rule,
+        target: &Target,
+        prev: &'p [Hit],
+    ) -> Vec<(Name, Source<'p>)> {
+        let var = target.variable;
+        let mut out: Vec<(Name, Source<'p>)> = Vec::new();
+        let name_of = |key: &str| Name::Text(format!("{}:{}", var.name(), key));
+        match var {
+            Variable::Tx => {
+                let mut keys: Vec<&String> = self
+                    .tx
+                    .keys()
+                    .filter(|k| target.selector.selects(k))
+                    .collect();
+                keys.sort();
+                for k in keys {
+                    if !self.excluded(ri, rule, var, k) {
+                        out.push((name_of(k), Source::Owned(self.tx[k].clone())));
+                    }
+                }
+            }
+            Variable::MatchedVar => {
+                if let Some(h) = prev.last() {
+                    out.push((Name::Text(h.name.clone()), Source::Borrowed(&h.value)));
+                }
+            }
+            Variable::MatchedVarName => {
+                if let Some(h) = prev.last() {
+                    out.push((
+                        Name::Text(h.name.clone()),
+                        Source::Owned(h.name.clone().into_bytes()),
+                    ));
+                }
+            }
+            Variable::MatchedVars => {
+                for h in prev.iter().filter(|h| target.selector.selects(&h.name)) {
+                    out.push((Name::Text(h.name.clone()), Source::Borrowed(&h.value)));
+                }
+            }
+            Variable::MatchedVarsNames => {
+                for h in prev.iter().filter(|h| target.selector.selects(&h.name)) {
+                    out.push((
+                        Name::Text(h.name.clone()),
+                        Source::Owned(h.name.clone().into_bytes()),
+                    ));
+                }
+            }
+            _ => {
+                for &id in self.vars.ids(var) {
+                    let key = &self.vars.item(id).key;
+                    if var.is_collection()
+                        && !matches!(target.selector, Selector::All)
+                        && !target.selector.selects(key)
+                    {
+                        continue;
+                    }
+                    if self.excluded(ri, rule, var, key) {
+                        continue;
+                    }
+                    out.push((Name::Member(var, id), Source::Item(id)));
+                }
+            }
+        }
+        if target.count {
+            let n = out.len();
+            return vec![(
+                Name::Text(format!("&{}", var.name())),
+                Source::Owned(n.to_string().into_bytes()),
+            )];
+        }
+        out
+    }
+}
+
+/// Per-request evaluation: the decoded request, transformation cache, TX variables, scores
+/// and matches, bound to an engine and a site policy.
+///
+/// `E`/`P` are `Arc<Engine>`/`Arc<SitePolicy>` (the default: `'static` and `Send`, so the
+/// proxy can keep it in its per-request context between phase 1 and phase 2) or plain
+/// references (see [`Engine::transaction`]).
+pub struct Transaction<E = Arc<Engine>, P = Arc<SitePolicy>> {
+    engine: E,
+    policy: P,
+    st: TxState,
+}
+
+impl<E: Deref<Target = Engine>, P: Deref<Target = SitePolicy>> Transaction<E, P> {
+    /// Starts a transaction: decodes the request line, headers, query and cookies once.
+    pub fn new(engine: E, policy: P, req: &Request<'_>) -> Self {
+        let st = TxState::new(&engine, &policy, req);
+        Transaction { engine, policy, st }
+    }
+
+    /// Phase 1: request line, headers, query, cookies. Call before reading the body; a
+    /// `Block` verdict means the body need not be read.
+    pub fn eval_headers(&mut self) -> Verdict {
+        let cx = Cx {
+            engine: &self.engine,
+            policy: &self.policy,
+        };
+        self.st.eval_headers(cx)
+    }
+
+    /// Phase 2: decodes the body (up to the site's inspection limit; pass `limit + 1` bytes
+    /// or more to signal an over-limit body) and evaluates the body rules. The verdict
+    /// covers the whole request (phase 1 matches included).
+    pub fn eval_body(&mut self, body: &[u8]) -> Verdict {
+        let cx = Cx {
+            engine: &self.engine,
+            policy: &self.policy,
+        };
+        self.st.eval_body(cx, body)
+    }
+
+    /// The decoded variables (for explain and tests).
+    pub fn vars(&self) -> &Vars {
+        &self.st.vars
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,585 @@
+//! Engine tests: shipped rulesets load and pass their inline tests, the corpora meet the
+//! detection / false-positive targets, and policy features (modes, thresholds, paranoia,
+//! exclusions, trusted paths, body limits, chains) behave as documented.
+
+use std::path::{Path, PathBuf};
+
+use crate::waf::policy::{ExclusionConfig, Mode, OverLimit, SitePolicyConfig};
+use crate::waf::testing::{evaluate_corpus, run_rule_tests, OwnedRequest};
+use crate::waf::{Action, Engine, SitePolicy};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shipped() -> Engine {
+    match Engine::load_dir(&root().join("rulesets")) {
+        Ok(e) => e,
+        Err(errs) => {
+            let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            panic!("shipped rulesets fail to load:\n{}", msgs.join("\n"));
+        }
+    }
+}
+
+fn write_ruleset(name: &str, text: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("egret-waf-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir is writable");
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).expect("temp file is writable");
+    p
+}
+
+const MINI: &str = r#"
+name = "mini"
+[[rule]]
+id = 10
+msg = "evil word"
+tags = ["attack-test", "attack-xss"]
+severity = "critical"
+targets = ["ARGS"]
+transformations = ["lowercase"]
+operator = "contains"
+argument = "evil"
+
+[[rule]]
+id = 11
+msg = "warning word"
+tags = ["attack-test"]
+severity = "warning"
+targets = ["ARGS"]
+operator = "contains"
+argument = "warn"
+
+[[rule]]
+id = 12
+msg = "paranoid word"
+tags = ["attack-test"]
+paranoia = 2
+targets = ["ARGS"]
+operator = "contains"
+argument = "para"
+
+[[rule]]
+id = 13
+msg = "deny header"
+phase = "request_headers"
+action = "deny"
+severity = "notice"
+targets = ["REQUEST_HEADERS:X-Deny"]
+operator = "unconditionalMatch"
+
+[[rule]]
+id = 14
+msg = "allow probe"
+phase = "request_headers"
+action = "allow"
+targets = ["REQUEST_FILENAME"]
+operator = "streq"
+argument = "/healthz"
+
+[[rule]]
+id = 16
+msg = "admin area: no evil-word rule"
+phase = "request_headers"
+action = "pass"
+targets = ["REQUEST_FILENAME"]
+operator = "beginsWith"
+argument = "/internal/"
+ctl = ["ruleRemoveById=10", "ruleRemoveTargetById=11;ARGS:note"]
+
+[[rule]]
+id = 15
+msg = "captured id then chained check"
+targets = ["ARGS:id"]
+operator = "rx"
+argument = '^(\d+)x$'
+capture = true
+[rule.chain]
+targets = ["TX:1"]
+operator = "gt"
+argument = "100"
+"#;
+
+fn mini() -> Engine {
+    Engine::from_files(&[write_ruleset("mini", MINI)]).expect("mini ruleset loads")
+}
+
+fn get(uri: &str) -> OwnedRequest {
+    OwnedRequest::parse_raw(&format!("GET {uri} HTTP/1.1\nHost: a")).expect("valid request")
+}
+
+fn policy(engine: &Engine, f: impl FnOnce(&mut SitePolicyConfig)) -> SitePolicy {
+    let mut cfg = SitePolicyConfig::default();
+    f(&mut cfg);
+    cfg.compile(engine).expect("policy compiles")
+}
+
+#[test]
+fn engine_is_send_sync_and_owned_transactions_are_send() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send_static<T: Send + 'static>() {}
+    assert_send_sync::<Engine>();
+    assert_send_sync::<SitePolicy>();
+    assert_send_static::<crate::waf::Transaction>();
+}
+
+#[test]
+fn owned_transaction_spans_phases() {
+    use std::sync::Arc;
+    let e = Arc::new(mini());
+    let p = Arc::new(policy(&e, |_| {}));
+    let raw = "POST /f?x=warn HTTP/1.1\nHost: a\nContent-Type: application/x-www-form-urlencoded\n\nmsg=evil";
+    let r = OwnedRequest::parse_raw(raw).expect("valid request");
+    let mut tx =
+        r.with_request(|req| crate::waf::Transaction::new(Arc::clone(&e), Arc::clone(&p), req));
+    let v1 = tx.eval_headers();
+    assert_eq!((v1.action, v1.score), (Action::Allow, 0));
+    let v2 = tx.eval_body(b"msg=evil");
+    assert_eq!(
+        (v2.action, v2.score, v2.rule_ids().as_str()),
+        (Action::Block, 8, "10,11")
+    );
+}
+
+#[test]
+fn shipped_rulesets_pass_inline_tests() {
+    let e = shipped();
+    let report = run_rule_tests(&e);
+    println!("{report}");
+    assert!(report.ok(), "rule tests failed:\n{report}");
+}
+
+#[test]
+fn shipped_corpora_meet_targets() {
+    let e = shipped();
+    let p = SitePolicy::default_for(&e);
+    let dir = root().join("tests/fixtures/waf");
+    let benign =
+        evaluate_corpus(&e, &p, &dir.join("benign.jsonl")).expect("benign corpus readable");
+    let attacks =
+        evaluate_corpus(&e, &p, &dir.join("attacks.jsonl")).expect("attack corpus readable");
+    for (line, note, desc) in &benign.blocked_lines {
+        println!("FALSE POSITIVE line {line} ({note}): {desc}");
+    }
+    for (line, note, desc) in &attacks.not_blocked {
+        println!("MISSED line {line} ({note}): {desc}");
+    }
+    println!(
+        "benign: {}/{} blocked ({:.2}%); attacks: {}/{} blocked ({:.2}%)",
+        benign.blocked,
+        benign.total,
+        benign.block_rate() * 100.0,
+        attacks.blocked,
+        attacks.total,
+        attacks.block_rate() * 100.0
+    );
+    assert!(
+        benign.total >= 300 && attacks.total >= 300,
+        "corpora too small"
+    );
+    assert!(benign.block_rate() <= 0.001, "false positives over 0.1%");
+    assert!(attacks.block_rate() >= 0.95, "detection under 95%");
+}
+
+#[test]
+fn load_errors_name_file_line_and_rule() {
+    let bad = MINI.replace(r#"argument = '^(\d+)x$'"#, r#"argument = '^(\d+x$'"#);
+    let errs =
+        Engine::from_files(&[write_ruleset("bad", &bad)]).expect_err("invalid regex rejected");
+    let msg = errs[0].to_string();
+    assert!(
+        msg.contains("bad.toml:") && msg.contains("rule 15") && msg.contains("invalid regex"),
+        "{msg}"
+    );
+
+    let a = write_ruleset("dup_a", MINI);
+    let b = write_ruleset("dup_b", MINI);
+    let errs = Engine::from_files(&[a, b]).expect_err("duplicate ids rejected");
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("duplicate rule id")),
+        "{errs:?}"
+    );
+
+    let missing = MINI.replace(
+        r#"operator = "contains"
+argument = "evil""#,
+        r#"operator = "pmFromFile"
+argument = "nope.data""#,
+    );
+    let errs =
+        Engine::from_files(&[write_ruleset("missing", &missing)]).expect_err("missing data file");
+    assert!(errs[0].to_string().contains("nope.data"), "{errs:?}");
+}
+
+#[test]
+fn block_detect_and_off_modes() {
+    let e = mini();
+    let r = get("/?q=EVIL");
+    let v = r.evaluate(&e, &policy(&e, |_| {}));
+    assert_eq!(v.action, Action::Block);
+    assert_eq!(v.score, 5);
+    assert_eq!(v.rule_ids(), "10");
+    assert_eq!(v.matches[0].target, "ARGS:q");
+    assert_eq!(v.matches[0].value, "evil");
+    assert_eq!(v.matches[0].transformations, vec!["lowercase"]);
+    let v = r.evaluate(&e, &policy(&e, |c| c.mode = Mode::Detect));
+    assert_eq!(v.action, Action::Log);
+    let v = r.evaluate(&e, &policy(&e, |c| c.mode = Mode::Off));
+    assert_eq!(v.action, Action::Allow);
+    assert!(v.matches.is_empty());
+}
+
+#[test]
+fn thresholds_accumulate_scores() {
+    let e = mini();
+    let v = get("/?q=warn").evaluate(&e, &policy(&e, |_| {}));
+    assert_eq!((v.action, v.score), (Action::Log, 3));
+    let v = get("/?q=warn&r=warn").evaluate(&e, &policy(&e, |c| c.inbound_threshold = 3));
+    assert_eq!(v.action, Action::Block);
+    let v = get("/?q=evil").evaluate(&e, &policy(&e, |c| c.inbound_threshold = 10));
+    assert_eq!(v.action, Action::Log);
+}
+
+#[test]
+fn paranoia_filters_rules() {
+    let e = mini();
+    let v = get("/?q=para").evaluate(&e, &policy(&e, |_| {}));
+    assert!(v.matches.is_empty());
+    let v = get("/?q=para").evaluate(&e, &policy(&e, |c| c.paranoia = 2));
+    assert_eq!(v.rule_ids(), "12");
+}
+
+#[test]
+fn deny_and_allow_actions() {
+    let e = mini();
+    let mut r = get("/");
+    r.headers.push(("X-Deny".into(), b"1".to_vec()));
+    assert_eq!(r.evaluate(&e, &policy(&e, |_| {})).action, Action::Block);
+    let v = get("/healthz?q=evil").evaluate(&e, &policy(&e, |_| {}));
+    assert_eq!(v.action, Action::Allow);
+}
+
+#[test]
+fn ctl_actions_change_only_this_request() {
+    let e = mini();
+    let p = policy(&e, |_| {});
+    assert!(get("/internal/x?q=evil&note=warn")
+        .evaluate(&e, &p)
+        .matches
+        .is_empty());
+    assert_eq!(
+        get("/internal/x?other=warn").evaluate(&e, &p).rule_ids(),
+        "11"
+    );
+    assert_eq!(get("/public/x?q=evil").evaluate(&e, &p).rule_ids(), "10");
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let e = mini();
+    let p = policy(&e, |_| {});
+    let mut v = get("/?password=evil&q=evil").evaluate(&e, &p);
+    v.redact_secrets();
+    assert_eq!(v.matches[0].target, "ARGS:password");
+    assert_eq!(v.matches[0].value, "[redacted]");
+}
+
+#[test]
+fn chain_sees_captures() {
+    let e = mini();
+    assert_eq!(
+        get("/?id=500x")
+            .evaluate(&e, &policy(&e, |_| {}))
+            .rule_ids(),
+        "15"
+    );
+    assert!(get("/?id=50x")
+        .evaluate(&e, &policy(&e, |_| {}))
+        .matches
+        .is_empty());
+}
+
+#[test]
+fn exclusions_by_id_tag_path_and_target() {
+    let e = mini();
+    let r = get("/admin/article/save?content=evil");
+    let off = |ex: ExclusionConfig| policy(&e, |c| c.exclusions = vec![ex]);
+    let by_id = off(ExclusionConfig {
+        rule_ids: vec![10],
+        ..Default::default()
+    });
+    assert!(r.evaluate(&e, &by_id).matches.is_empty());
+    let by_tag = off(ExclusionConfig {
+        tags: vec!["attack-test".into()],
+        ..Default::default()
+    });
+    assert!(r.evaluate(&e, &by_tag).matches.is_empty());
+    let scoped = off(ExclusionConfig {
+        rule_ids: vec![10],
+        path: Some("/admin/article/".into()),
+        target: Some("ARGS:content".into()),
+        ..Default::default()
+    });
+    assert!(r.evaluate(&e, &scoped).matches.is_empty());
+    assert_eq!(
+        get("/admin/article/save?other=evil")
+            .evaluate(&e, &scoped)
+            .rule_ids(),
+        "10"
+    );
+    assert_eq!(
+        get("/news?content=evil").evaluate(&e, &scoped).rule_ids(),
+        "10"
+    );
+    // Traversal out of the excluded prefix does not keep the exclusion.
+    assert_eq!(
+        get("/admin/article/../../news?content=evil")
+            .evaluate(&e, &scoped)
+            .rule_ids(),
+        "10"
+    );
+    let errs = SitePolicyConfig {
+        exclusions: vec![ExclusionConfig {
+            rule_ids: vec![999],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .compile(&e)
+    .expect_err("unknown id rejected");
+    assert!(errs[0].contains("unknown rule id 999"));
+}
+
+#[test]
+fn trusted_paths_skip_xss_on_args() {
+    let e = mini();
+    let p = policy(&e, |c| c.trusted_paths = vec!["/editor/".into()]);
+    assert!(get("/editor/save?content=evil")
+        .evaluate(&e, &p)
+        .matches
+        .is_empty());
+    assert_eq!(get("/news?content=evil").evaluate(&e, &p).rule_ids(), "10");
+}
+
+#[test]
+fn two_phase_api_and_body_limit() {
+    let e = mini();
+    let raw =
+        "POST /f HTTP/1.1\nHost: a\nContent-Type: application/x-www-form-urlencoded\n\nmsg=evil";
+    let r = OwnedRequest::parse_raw(raw).expect("valid request");
+    let p = policy(&e, |_| {});
+    r.with_request(|req| {
+        let mut tx = e.transaction(&p, req);
+        assert_eq!(tx.eval_headers().action, Action::Allow);
+        assert_eq!(tx.eval_body(b"msg=evil").action, Action::Block);
+    });
+    let small = policy(&e, |c| c.inspect_body_limit = 4);
+    let v = r.evaluate(&e, &small);
+    assert!(v.body_over_limit && v.is_block());
+    let prefix = policy(&e, |c| {
+        c.inspect_body_limit = 4;
+        c.over_limit = OverLimit::InspectPrefix;
+    });
+    let v = r.evaluate(&e, &prefix);
+    assert!(v.body_over_limit && v.action == Action::Log, "{v}");
+}
+
+#[test]
+fn body_parsers_feed_args() {
+    let e = mini();
+    let p = policy(&e, |_| {});
+    let cases = [
+        "POST /a HTTP/1.1\nContent-Type: application/json\n\n{\"x\":{\"y\":[\"EVIL\"]}}",
+        "POST /a HTTP/1.1\nContent-Type: text/xml\n\n<a><b k=\"evil\"/></a>",
+        "POST /a HTTP/1.1\nContent-Type: multipart/form-data; boundary=zz\n\n--zz\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nevil\r\n--zz--\r\n",
+    ];
+    for raw in cases {
+        let v = OwnedRequest::parse_raw(raw)
+            .expect("valid")
+            .evaluate(&e, &p);
+        assert_eq!(v.rule_ids(), "10", "{raw}");
+    }
+}
+
+#[test]
+fn malformed_multipart_is_flagged_by_shipped_rules() {
+    let e = shipped();
+    let p = SitePolicy::default_for(&e);
+    let raw = "POST /up HTTP/1.1\nHost: a\nContent-Type: multipart/form-data; boundary=B\n\n--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated";
+    let v = OwnedRequest::parse_raw(raw)
+        .expect("valid")
+        .evaluate(&e, &p);
+    assert!(v.rule_ids().contains("100105"), "{v}");
+    let raw = "POST /up HTTP/1.1\nHost: a\nContent-Type: multipart/form-data\n\nx";
+    let v = OwnedRequest::parse_raw(raw)
+        .expect("valid")
+        .evaluate(&e, &p);
+    assert!(v.rule_ids().contains("100105"), "{v}");
+}
+
+#[test]
+fn explain_renders_matches() {
+    let e = mini();
+    let p = policy(&e, |_| {});
+    let out = crate::waf::explain(&e, &p, "GET /?q=Evil HTTP/1.1\nHost: a")
+        .expect("explains")
+        .to_string();
+    assert!(
+        out.contains("rule 10")
+            && out.contains("ARGS:q")
+            && out.contains("lowercase")
+            && out.contains("block"),
+        "{out}"
+    );
+}
+
+#[test]
+fn load_dir_reads_sorted_toml_files() {
+    let e = Engine::load_dir(Path::new(&root().join("rulesets"))).expect("loads");
+    assert!(e.files().windows(2).all(|w| w[0] <= w[1]));
+    assert!(e.rule(100400).is_some() && e.rule(200450).is_some());
+}
+
+/// Ad-hoc corpus run: `WAF_CORPUS=path [WAF_PARANOIA=2] cargo test --lib adhoc_corpus -- --nocapture`.
+#[test]
+fn adhoc_corpus() {
+    let Ok(path) = std::env::var("WAF_CORPUS") else {
+        return;
+    };
+    let e = shipped();
+    let pl = std::env::var("WAF_PARANOIA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let p = policy(&e, |c| c.paranoia = pl);
+    let rep = evaluate_corpus(&e, &p, Path::new(&path)).expect("corpus readable");
+    for (line, note, desc) in &rep.not_blocked {
+        println!("NOT BLOCKED line {line} ({note}): {desc}");
+    }
+    for (line, note, desc) in &rep.blocked_lines {
+        println!("BLOCKED line {line} ({note}): {desc}");
+    }
+    println!("{}/{} blocked", rep.blocked, rep.total);
+}
+
+/// Rough timing (run in release): `cargo test --release --lib perf_per_request -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn perf_per_request() {
+    let e = shipped();
+    let cases = [
+        ("clean GET, 4 args", "GET /search?q=%E6%94%BF%E5%8A%A1%E5%85%AC%E5%BC%80&page=2&sort=time&channel=12 HTTP/1.1\nHost: www.example.gov.cn\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0\nAccept: text/html\nCookie: JSESSIONID=8A3F0C2E; Hm_lvt_1=1714012345\nReferer: https://www.baidu.com/link?url=abc"),
+        ("2 KB Chinese form POST", ""),
+        ("SQLi GET", "GET /news?id=1%27%20union%20select%201,2,database()-- HTTP/1.1\nHost: a\nUser-Agent: Mozilla/5.0"),
+    ];
+    let letter = "尊敬的市长：您好！我是某某小区的居民，想反映一个问题。我们小区门口的道路（长约300米）自去年以来一直在施工，导致出行非常不便；另外，夜间施工噪音严重影响休息。".repeat(6);
+    let form = format!(
+        "POST /mailbox/write HTTP/1.1\nHost: a\nUser-Agent: Mozilla/5.0\nContent-Type: application/x-www-form-urlencoded\n\ntitle=%E5%92%A8%E8%AF%A2&name=%E5%BC%A0%E4%B8%89&phone=13800000000&content={}",
+        crate::waf::request::percent_decode(letter.as_bytes(), false).0.iter().map(|b| format!("%{b:02X}")).collect::<String>()
+    );
+    for pl in [1u8, 2] {
+        let p = policy(&e, |c| c.paranoia = pl);
+        for (name, raw) in &cases {
+            let raw = if raw.is_empty() { form.as_str() } else { raw };
+            let r = OwnedRequest::parse_raw(raw).expect("valid");
+            let n = 2000u32;
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let _ = std::hint::black_box(r.evaluate(&e, &p));
+            }
+            println!(
+                "PL{pl} {name}: {} ns/request",
+                start.elapsed().as_nanos() / u128::from(n)
+            );
+        }
+    }
+}
+
+/// Lists rules without a literal prefilter: `cargo test --lib list_unfiltered -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn list_unfiltered() {
+    let e = shipped();
+    for r in e.rules() {
+        let kind = r.operator.name();
+        if kind == "@rx" && r.operator.required_literals.is_none() {
+            println!("no prefilter: {} {}", r.id, r.msg);
+        }
+    }
+}
+
+/// Benign requests that matched any rule (under the threshold): `cargo test --lib benign_noise -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn benign_noise() {
+    let e = shipped();
+    let p = SitePolicy::default_for(&e);
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/waf/benign.jsonl")).expect("corpus");
+    for (i, line) in text.lines().enumerate() {
+        let (r, note) = OwnedRequest::from_json_line(line).expect("valid line");
+        let v = r.evaluate(&e, &p);
+        if !v.matches.is_empty() {
+            let ms: Vec<String> = v
+                .matches
+                .iter()
+                .map(|m| format!("{}@{}={:?}", m.id, m.target, m.value))
+                .collect();
+            println!("line {} ({note}): {}", i + 1, ms.join(" "));
+        }
+    }
+}
+
+#[test]
+fn random_inputs_never_panic() {
+    let e = shipped();
+    let p = SitePolicy::default_for(&e);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet: &[u8] = b"%u0aZ<>'\"\\/.;&=?#{}[]$()-+ \r\n\t\x00\xff\xe6\x94\xbf";
+    let cts = [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=B",
+        "application/json",
+        "text/xml",
+        "text/plain",
+    ];
+    for i in 0..300 {
+        let len = (next() % 200) as usize;
+        let junk: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let text = String::from_utf8_lossy(&junk).into_owned();
+        let uri = format!(
+            "/p{}?a={}",
+            text.replace([' ', '\r', '\n'], ""),
+            text.replace([' ', '\r', '\n', '&'], "")
+        );
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("Host", b"a"),
+            ("Cookie", &junk),
+            ("Content-Type", cts[i % cts.len()].as_bytes()),
+        ];
+        let mut body = b"--B\r\nContent-Disposition: form-data; name=\"".to_vec();
+        body.extend_from_slice(&junk);
+        let req = crate::waf::Request {
+            method: "POST",
+            uri: &uri,
+            version: "HTTP/1.1",
+            headers: &headers,
+            client_ip: "198.51.100.7".parse().expect("ip literal"),
+            body: Some(if i % 2 == 0 { &junk } else { &body }),
+            content_type: None,
+        };
+        let _ = e.evaluate(&p, &req);
+    }
+}

@@ -1,0 +1,258 @@
+//! Per-site WAF policy: the raw `[waf]` table of the site config ([`SitePolicyConfig`]) and
+//! its validated, compiled form ([`SitePolicy`]) with mode, paranoia, thresholds, body limit
+//! and exclusions resolved against one [`Engine`].
+
+use serde::Deserialize;
+
+use super::engine::Engine;
+use super::load::parse_target;
+use super::model::{Exclusion, Selector, Variable};
+
+/// Per-site mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The WAF does not run.
+    Off,
+    /// Evaluate and log, never block.
+    Detect,
+    /// Evaluate and block at the threshold.
+    #[default]
+    Block,
+}
+
+/// What to do with a body larger than the inspection limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    /// Block the request (413-style; the verdict is `Block` with `body_over_limit`).
+    #[default]
+    Reject,
+    /// Inspect only the first `inspect_body_limit` bytes.
+    InspectPrefix,
+}
+
+/// One exclusion as written in the site config.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionConfig {
+    /// Rule ids the exclusion applies to.
+    #[serde(default)]
+    pub rule_ids: Vec<u32>,
+    /// Rule tags the exclusion applies to (e.g. `attack-xss`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only for request paths starting with this prefix.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Remove only this target (e.g. `ARGS:content`) instead of the whole rule.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// The site's raw `[waf]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SitePolicyConfig {
+    pub mode: Mode,
+    pub paranoia: u8,
+    pub inbound_threshold: u32,
+    pub outbound_threshold: u32,
+    pub inspect_body_limit: usize,
+    pub over_limit: OverLimit,
+    pub exclusions: Vec<ExclusionConfig>,
+    /// Path prefixes where rich text is expected: XSS-tagged rules ignore arguments there.
+    pub trusted_paths: Vec<String>,
+}
+
+impl Default for SitePolicyConfig {
+    fn default() -> Self {
+        SitePolicyConfig {
+            mode: Mode::Block,
+            paranoia: 1,
+            inbound_threshold: 5,
+            outbound_threshold: 4,
+            inspect_body_limit: 1024 * 1024,
+            over_limit: OverLimit::Reject,
+            exclusions: Vec::new(),
+            trusted_paths: Vec::new(),
+        }
+    }
+}
+
+/// A compiled exclusion: which rules (indexes into the engine), where, and what.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledExclusion {
+    pub path: Option<String>,
+    pub rules: Vec<usize>,
+    /// `None`: the rules are off. `Some`: the target is removed from them.
+    pub target: Option<Exclusion>,
+}
+
+/// Tag whose rules ignore arguments on trusted (rich-text) paths.
+pub const TRUSTED_PATH_TAG: &str = "attack-xss";
+
+/// A validated per-site policy, bound to the engine it was compiled against.
+#[derive(Debug, Clone)]
+pub struct SitePolicy {
+    pub mode: Mode,
+    pub paranoia: u8,
+    pub inbound_threshold: u32,
+    pub outbound_threshold: u32,
+    pub inspect_body_limit: usize,
+    pub over_limit: OverLimit,
+    pub(crate) exclusions: Vec<CompiledExclusion>,
+    /// Rules disabled everywhere (paranoia filter and unscoped rule exclusions).
+    pub(crate) disabled: Vec<bool>,
+}
+
+impl SitePolicy {
+    /// A policy that never runs the WAF (a placeholder before the engine is known).
+    pub fn off() -> SitePolicy {
+        SitePolicy {
+            mode: Mode::Off,
+            paranoia: 1,
+            inbound_threshold: 5,
+            outbound_threshold: 4,
+            inspect_body_limit: 1024 * 1024,
+            over_limit: OverLimit::Reject,
+            exclusions: Vec::new(),
+            disabled: Vec::new(),
+        }
+    }
+
+    /// The default policy (block, PL1, threshold 5) for `engine`.
+    pub fn default_for(engine: &Engine) -> SitePolicy {
+        match SitePolicyConfig::default().compile(engine) {
+            Ok(p) => p,
+            // The default config has no exclusions, so compiling it cannot fail.
+            Err(_) => SitePolicy {
+                mode: Mode::Block,
+                paranoia: 1,
+                inbound_threshold: 5,
+                outbound_threshold: 4,
+                inspect_body_limit: 1024 * 1024,
+                over_limit: OverLimit::Reject,
+                exclusions: Vec::new(),
+                disabled: vec![false; engine.rules().len()],
+            },
+        }
+    }
+}
+
+impl SitePolicyConfig {
+    /// Validates the table against the engine's rules: paranoia 1-4, thresholds > 0, every
+    /// exclusion names known rule ids or tags and a valid target.
+    pub fn compile(&self, engine: &Engine) -> Result<SitePolicy, Vec<String>> {
+        let mut errors = Vec::new();
+        if !(1..=4).contains(&self.paranoia) {
+            errors.push(format!("waf.paranoia must be 1-4, got {}", self.paranoia));
+        }
+        if self.inbound_threshold == 0 || self.outbound_threshold == 0 {
+            errors.push("waf thresholds must be at least 1".to_owned());
+        }
+        if self.inspect_body_limit == 0 {
+            errors.push("waf.inspect_body_limit must be positive".to_owned());
+        }
+        let rules = engine.rules();
+        let mut disabled: Vec<bool> = rules.iter().map(|r| r.paranoia > self.paranoia).collect();
+        let mut exclusions = Vec::new();
+        for (n, ex) in self.exclusions.iter().enumerate() {
+            let at = format!("waf.exclusions[{n}]");
+            if ex.rule_ids.is_empty() && ex.tags.is_empty() {
+                errors.push(format!("{at}: needs rule_ids or tags"));
+                continue;
+            }
+            let mut idx = Vec::new();
+            for id in &ex.rule_ids {
+                match engine.rule_index(*id) {
+                    Some(i) => idx.push(i),
+                    None => errors.push(format!("{at}: unknown rule id {id}")),
+                }
+            }
+            for tag in &ex.tags {
+                let before = idx.len();
+                idx.extend(
+                    rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.has_tag(tag))
+                        .map(|(i, _)| i),
+                );
+                if idx.len() == before {
+                    errors.push(format!("{at}: no rule has tag {tag:?}"));
+                }
+            }
+            if let Some(p) = &ex.path {
+                if !p.starts_with('/') {
+                    errors.push(format!("{at}: path must start with '/', got {p:?}"));
+                }
+            }
+            let target = match &ex.target {
+                None => None,
+                Some(t) => match parse_target(t) {
+                    Ok((target, false)) if !target.count => Some(Exclusion {
+                        variable: target.variable,
+                        selector: target.selector,
+                    }),
+                    Ok(_) => {
+                        errors.push(format!(
+                            "{at}: target {t:?} must be a plain variable or VAR:key"
+                        ));
+                        None
+                    }
+                    Err(e) => {
+                        errors.push(format!("{at}: {e}"));
+                        None
+                    }
+                },
+            };
+            if ex.path.is_none() && target.is_none() {
+                for &i in &idx {
+                    disabled[i] = true;
+                }
+            } else {
+                exclusions.push(CompiledExclusion {
+                    path: ex.path.clone(),
+                    rules: idx,
+                    target,
+                });
+            }
+        }
+        let xss: Vec<usize> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.has_tag(TRUSTED_PATH_TAG))
+            .map(|(i, _)| i)
+            .collect();
+        for p in &self.trusted_paths {
+            if !p.starts_with('/') {
+                errors.push(format!("waf.trusted_paths: {p:?} must start with '/'"));
+                continue;
+            }
+            for var in [Variable::Args, Variable::RequestBody] {
+                exclusions.push(CompiledExclusion {
+                    path: Some(p.clone()),
+                    rules: xss.clone(),
+                    target: Some(Exclusion {
+                        variable: var,
+                        selector: Selector::All,
+                    }),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(SitePolicy {
+            mode: self.mode,
+            paranoia: self.paranoia,
+            inbound_threshold: self.inbound_threshold,
+            outbound_threshold: self.outbound_threshold,
+            inspect_body_limit: self.inspect_body_limit,
+            over_limit: self.over_limit,
+            exclusions,
+            disabled,
+        })
+    }
+}

