@@ -59,6 +59,17 @@ pub enum RulesCommand {
         #[arg(short, long, default_value = "config/egret.toml")]
         config: PathBuf,
     },
+    /// Evaluate JSONL corpora (one request per line) and print the share of blocked requests.
+    Eval {
+        corpora: Vec<PathBuf>,
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(short, long, default_value = "config/egret.toml")]
+        config: PathBuf,
+        /// List every blocked and every passed request.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Evaluate one request (raw HTTP text or a JSON line; `-` for stdin) and show which rules
     /// matched, on which target, after which transformations, with what score.
     Explain {
@@ -119,6 +130,12 @@ pub fn main() -> ExitCode {
         Command::Rules { action } => {
             let res = match action {
                 RulesCommand::Test { files, config } => crate::rules_cli::test(&files, &config),
+                RulesCommand::Eval {
+                    corpora,
+                    site,
+                    config,
+                    verbose,
+                } => crate::rules_cli::eval(&corpora, site.as_deref(), &config, verbose),
                 RulesCommand::Explain {
                     request,
                     site,

@@ -71,3 +71,46 @@ pub fn explain_request(
     print!("{e}");
     Ok(ExitCode::SUCCESS)
 }
+
+/// Evaluates JSONL corpora (one request per line) with a site's policy (or the default one)
+/// and prints the block rate of each; `--verbose` lists the blocked / missed lines.
+pub fn eval(
+    corpora: &[PathBuf],
+    site: Option<&str>,
+    config: &Path,
+    verbose: bool,
+) -> anyhow::Result<ExitCode> {
+    let snap = crate::config::load(config, &crate::upstream::HealthRegistry::default(), 0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy: SitePolicy = match site {
+        Some(s) => {
+            let site = snap
+                .sites
+                .iter()
+                .find(|x| x.name == s)
+                .ok_or_else(|| anyhow::anyhow!("no site named {s:?}"))?;
+            SitePolicy::clone(&site.waf)
+        }
+        None => SitePolicy::default_for(&snap.waf),
+    };
+    for c in corpora {
+        let r =
+            crate::waf::evaluate_corpus(&snap.waf, &policy, c).map_err(|e| anyhow::anyhow!(e))?;
+        println!(
+            "{}: {} of {} blocked ({:.2}%)",
+            c.display(),
+            r.blocked,
+            r.total,
+            r.block_rate() * 100.0
+        );
+        if verbose {
+            for (line, note, verdict) in &r.blocked_lines {
+                println!("  blocked line {line}: {note}: {verdict}");
+            }
+            for (line, note, verdict) in &r.not_blocked {
+                println!("  passed  line {line}: {note}: {verdict}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
