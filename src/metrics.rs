@@ -30,6 +30,7 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub admin_auth_failures: IntCounter,
     pub connections_active: IntGauge,
+    pub ratelimit_redis_errors: IntCounter,
     pub connections_refused: IntCounterVec,
 }
 
@@ -150,6 +151,10 @@ impl Metrics {
                 "egret_admin_auth_failures_total",
                 "Admin API requests refused for a missing or wrong token.",
             )?,
+            ratelimit_redis_errors: IntCounter::new(
+                "egret_ratelimit_redis_errors_total",
+                "Rate-limit checks that Redis could not answer (failed open or refused).",
+            )?,
             connections_active: IntGauge::new(
                 "egret_connections_active",
                 "Client connections open now.",
@@ -191,6 +196,7 @@ impl Metrics {
         r.register(Box::new(m.access_log_dropped.clone()))?;
         r.register(Box::new(m.admin_auth_failures.clone()))?;
         r.register(Box::new(m.connections_active.clone()))?;
+        r.register(Box::new(m.ratelimit_redis_errors.clone()))?;
         r.register(Box::new(m.connections_refused.clone()))?;
         Ok(m)
     }

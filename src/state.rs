@@ -40,6 +40,8 @@ pub struct AppState {
     pub limiter: Arc<crate::ratelimit::LimiterState>,
     /// Protected pages: verdict cache, baselines, statuses, events.
     pub pages: crate::protect::PageGuard,
+    /// Shared rate-limit state in Redis (when configured).
+    pub redis_limiter: crate::ratelimit::shared::RedisLimiter,
     /// Open connections per client IP.
     pub connections: crate::proxy::connections::ConnTracker,
 }
@@ -64,6 +66,7 @@ impl AppState {
         AppState {
             audit_log,
             connections: Default::default(),
+            redis_limiter: Default::default(),
             pages,
             limiter,
             tls_resolver,

@@ -133,6 +133,85 @@ impl EgretProxy {
             }
         }
 
+        // Shared state in Redis: deny/allow and the GCRA checks run against Redis.
+        if let Some(redis) = policies.redis() {
+            let plan = {
+                let req = session.req_header();
+                let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+                let cookie = |name: &str| cookie_value(req, name);
+                let info = RequestInfo {
+                    site: &site.name,
+                    path: req.uri.path(),
+                    client_ip: ip,
+                    header: &header,
+                    cookie: &cookie,
+                };
+                policies.shared_plan(&info)
+            };
+            let m = &self.state.metrics;
+            use crate::ratelimit::policy::SharedPlan;
+            use crate::ratelimit::shared::SharedOutcome;
+            match plan {
+                SharedPlan::Allowlisted => return Ok(None),
+                SharedPlan::Denied => {
+                    m.ratelimit_decisions
+                        .with_label_values(&[&site.name, "deny_list", "denied"])
+                        .inc();
+                    ctx.ratelimit = Some((None, "ip", "denied"));
+                    ctx.error = Some("client on the deny list");
+                    return self
+                        .answer(session, ctx, 403, Action::Denied, true, &[])
+                        .await
+                        .map(Some);
+                }
+                SharedPlan::Checks(checks) => {
+                    match self.state.redis_limiter.check(redis, &checks).await {
+                        SharedOutcome::Allow => return Ok(None),
+                        SharedOutcome::Limited(i, retry) => {
+                            let c = &checks[i.min(checks.len() - 1)];
+                            m.ratelimit_decisions
+                                .with_label_values(&[site.name.as_str(), &*c.policy, "limited"])
+                                .inc();
+                            ctx.ratelimit =
+                                Some((Some(c.policy.clone()), c.key.as_str(), "limited"));
+                            ctx.error = Some("rate limited");
+                            let retry = retry_after_secs(retry).to_string();
+                            return self
+                                .answer(
+                                    session,
+                                    ctx,
+                                    429,
+                                    Action::Limited,
+                                    false,
+                                    &[("retry-after", retry)],
+                                )
+                                .await
+                                .map(Some);
+                        }
+                        SharedOutcome::Unavailable(e) => {
+                            m.ratelimit_redis_errors.inc();
+                            log::warn!(
+                                "rate limit: redis unavailable ({e}); {}",
+                                if redis.fail_open {
+                                    "failing open"
+                                } else {
+                                    "refusing"
+                                }
+                            );
+                            if redis.fail_open {
+                                return Ok(None);
+                            }
+                            ctx.error = Some("rate-limit state unavailable");
+                            return self
+                                .answer(session, ctx, 503, Action::Limited, false, &[])
+                                .await
+                                .map(Some);
+                        }
+                    }
+                }
+            }
+        }
+
         // Decide synchronously: the lookups borrow the request header and must not cross an await.
         let (decision, flood) = {
             let req = session.req_header();

@@ -72,6 +72,33 @@ pub struct RateLimitConfig {
     pub policies: Vec<PolicyConfig>,
     /// Flood-mode challenge settings (needed when any site uses flood mode).
     pub challenge: ChallengeConfig,
+    /// Shared limiter state in Redis, so several nodes enforce one limit.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `[ratelimit.redis]`: shared GCRA state (one atomic Lua script call per policy check).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Longest wait for one check (default "50ms").
+    pub timeout: String,
+    /// When Redis is unreachable or slow: allow the request (true, default) or answer 503.
+    pub fail_open: bool,
+    /// Prefix of every key (default "egret:rl:").
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout: "50ms".into(),
+            fail_open: true,
+            key_prefix: "egret:rl:".into(),
+        }
+    }
 }
 
 impl Default for RateLimitConfig {
@@ -83,6 +110,7 @@ impl Default for RateLimitConfig {
             deny: Vec::new(),
             policies: Vec::new(),
             challenge: ChallengeConfig::default(),
+            redis: None,
         }
     }
 }

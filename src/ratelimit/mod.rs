@@ -55,6 +55,7 @@ pub mod gcra;
 pub mod path;
 pub mod policy;
 pub mod redis_lua;
+pub mod shared;
 pub mod store;
 
 #[cfg(test)]

@@ -286,9 +286,38 @@ pub enum FloodDecision {
     },
 }
 
+/// Validated `[ratelimit.redis]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub url: String,
+    pub timeout: Duration,
+    pub fail_open: bool,
+    pub prefix: String,
+}
+
+/// What the shared backend must do for one request.
+#[derive(Debug)]
+pub enum SharedPlan {
+    Denied,
+    Allowlisted,
+    /// GCRA checks, in policy order; the first refusal wins.
+    Checks(Vec<SharedCheck>),
+}
+
+/// One GCRA check against Redis.
+#[derive(Debug)]
+pub struct SharedCheck {
+    pub policy: Arc<str>,
+    pub key: KeyLabel,
+    pub redis_key: String,
+    pub interval_us: u64,
+    pub tolerance_us: u64,
+}
+
 /// Compiled rate-limit policies of every site: an immutable snapshot, swapped on reload.
 #[derive(Debug, Clone)]
 pub struct Policies {
+    redis: Option<RedisSettings>,
     default_scope: Scope,
     sites: HashMap<String, Scope>,
     challenge: Option<Challenge>,
@@ -525,7 +554,25 @@ impl Policies {
         if global.max_keys == 0 {
             return Err(ConfigError::new("ratelimit.max_keys", "must be at least 1"));
         }
+        let redis = match &global.redis {
+            None => None,
+            Some(r) => {
+                redis::Client::open(r.url.as_str()).map_err(|e| {
+                    ConfigError::new("ratelimit.redis.url", format!("`{}`: {e}", r.url))
+                })?;
+                let timeout = humantime::parse_duration(&r.timeout).map_err(|e| {
+                    ConfigError::new("ratelimit.redis.timeout", format!("`{}`: {e}", r.timeout))
+                })?;
+                Some(RedisSettings {
+                    url: r.url.clone(),
+                    timeout,
+                    fail_open: r.fail_open,
+                    prefix: r.key_prefix.clone(),
+                })
+            }
+        };
         Ok(Self {
+            redis,
             default_scope: Scope {
                 allow: global_allow,
                 deny: global_deny,
@@ -622,6 +669,70 @@ impl Policies {
                 None => by_ip(0),
             },
         }
+    }
+
+    /// The shared-state settings, when `[ratelimit.redis]` is configured.
+    pub fn redis(&self) -> Option<&RedisSettings> {
+        self.redis.as_ref()
+    }
+
+    /// For the shared (Redis) backend: the deny/allow outcome, or the GCRA checks to run, each
+    /// with a key derived the same way on every node (policy, key kind, SHA-256 of the value).
+    pub fn shared_plan(&self, req: &RequestInfo<'_>) -> SharedPlan {
+        use sha2::{Digest, Sha256};
+        let scope = self.scope(req.site);
+        let ip = req.client_ip.to_canonical();
+        if scope.deny.iter().any(|n| n.contains(&ip)) {
+            return SharedPlan::Denied;
+        }
+        if scope.allow.iter().any(|n| n.contains(&ip)) {
+            return SharedPlan::Allowlisted;
+        }
+        let prefix = self
+            .redis
+            .as_ref()
+            .map(|r| r.prefix.as_str())
+            .unwrap_or("egret:rl:");
+        let path = normalize_path(req.path);
+        let ip_bytes = client_key_bytes(ip);
+        let mut checks = Vec::new();
+        for policy in &scope.policies {
+            if !policy.matches_path(&path) {
+                continue;
+            }
+            let lower;
+            let (tag, parts): (u8, Vec<&[u8]>) = match &policy.key {
+                KeyKind::Ip => (0, vec![&ip_bytes]),
+                KeyKind::IpPath => {
+                    lower = path.to_ascii_lowercase();
+                    (1, vec![&ip_bytes, lower.as_bytes()])
+                }
+                KeyKind::Site => (2, vec![req.site.as_bytes()]),
+                KeyKind::Header(name) => match (req.header)(name) {
+                    Some(v) => (3, vec![v.as_bytes()]),
+                    None => (0, vec![&ip_bytes]),
+                },
+                KeyKind::Cookie(name) => match (req.cookie)(name) {
+                    Some(v) => (4, vec![v.as_bytes()]),
+                    None => (0, vec![&ip_bytes]),
+                },
+            };
+            let mut h = Sha256::new();
+            for p in &parts {
+                h.update((p.len() as u64).to_be_bytes());
+                h.update(p);
+            }
+            let digest = h.finalize();
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            checks.push(SharedCheck {
+                policy: policy.name.clone(),
+                key: policy.key.label(),
+                redis_key: format!("{prefix}{}:{tag}:{hex}", policy.name),
+                interval_us: (policy.gcra.interval_ns() / 1000).max(1),
+                tolerance_us: policy.gcra.tolerance_ns() / 1000,
+            });
+        }
+        SharedPlan::Checks(checks)
     }
 
     /// Decides one request: deny list (403), allow list (exempt), then each policy matching the
