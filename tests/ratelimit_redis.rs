@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 struct Redis {
     child: Child,
-    port: u16,
     _dir: tempfile::TempDir,
 }
 
