@@ -36,11 +36,7 @@ impl Redis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Redis {
-            child,
-            port,
-            _dir: dir,
-        }
+        Redis { child, _dir: dir }
     }
 }
 
