@@ -516,7 +516,7 @@ rotate() {   # $1 offset, rest: list -> the list rotated by offset (targets inte
 mkdir -p "$WORK/runs"
 n_http=$(( $(wc -w <<<"$TARGETS") * $(wc -w <<<"$WORKLOADS") ))
 n_tls=$(( $(wc -w <<<"$TLS_TARGETS") * $(wc -w <<<"$TLS_WORKLOADS") ))
-log "measuring: $ROUNDS rounds x ($n_http runs of ${DURATION}s + $n_tls runs of ${TLS_DURATION}s), about $(( ROUNDS * (n_http * (DURATION + 1) + n_tls * (TLS_DURATION + 2)) / 60 + 1 )) min"
+log "measuring: $ROUNDS rounds x ($n_http runs of ${DURATION}s + $n_tls runs of ${TLS_DURATION}s), about $(( (ROUNDS * (n_http * DURATION + n_tls * (TLS_DURATION + 1)) + 59) / 60 )) min"
 # Warm-up: one short run per target (connection pools, page cache, CPU frequency).
 for t in $TARGETS; do
     wrk -t1 -c"$CONNS" -d1s -H "Host: $HOST" -H "User-Agent: $UA" "http://127.0.0.1:${PORT_OF[$t]}/small" >/dev/null 2>&1 || true
