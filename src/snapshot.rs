@@ -216,6 +216,7 @@ pub struct Site {
     pub limits: Limits,
     pub error_pages: ErrorPages,
     pub tls: Option<SiteTls>,
+    pub security_headers: bool,
     /// The site's WAF policy, compiled against the snapshot's engine.
     pub waf: Arc<crate::waf::SitePolicy>,
 }

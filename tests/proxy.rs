@@ -637,3 +637,38 @@ async fn per_ip_connection_limit_closes_extra_connections() {
         "connections are admitted again once others close"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_are_added_and_banners_hidden() {
+    let a = origin("a").await;
+    let g = Gateway::start(
+        &[
+            ("s", simple_site("s", "s.test", &[a.addr], "")),
+            (
+                "raw",
+                simple_site("raw", "raw.test", &[a.addr], "security_headers = false"),
+            ),
+        ],
+        "",
+        "",
+    );
+    let r = client()
+        .get(g.url("/x"))
+        .header("host", "s.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(
+        r.headers()["referrer-policy"],
+        "strict-origin-when-cross-origin"
+    );
+    let r = client()
+        .get(g.url("/x"))
+        .header("host", "raw.test")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("x-frame-options").is_none());
+}

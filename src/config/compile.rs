@@ -873,6 +873,7 @@ fn compile_site(
         }),
     });
     Site {
+        security_headers: raw.security_headers.unwrap_or(true),
         // Replaced by the compiled policy once the engine is known (see load_all).
         waf: Arc::new(crate::waf::SitePolicy::off()),
         tls,

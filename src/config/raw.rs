@@ -250,6 +250,9 @@ pub struct RawSite {
     pub tls: Option<RawSiteTls>,
     pub ratelimit: Option<crate::ratelimit::SiteRateLimitConfig>,
     pub deface: Option<crate::deface::SiteDefaceConfig>,
+    /// Add X-Content-Type-Options, X-Frame-Options and Referrer-Policy when the origin did not,
+    /// and drop the origin's Server and X-Powered-By banners. Default true.
+    pub security_headers: Option<bool>,
     /// WAF policy: mode, paranoia, thresholds, exclusions (default: block at paranoia 1).
     pub waf: Option<crate::waf::SitePolicyConfig>,
 }

@@ -869,6 +869,21 @@ impl ProxyHttp for EgretProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if ctx.site.as_ref().is_some_and(|s| s.security_headers) {
+            // Step 9: hide origin banners, add the basic security headers the origin left out.
+            resp.remove_header("server");
+            resp.remove_header("x-powered-by");
+            resp.remove_header("x-aspnet-version");
+            for (k, v) in [
+                ("x-content-type-options", "nosniff"),
+                ("x-frame-options", "SAMEORIGIN"),
+                ("referrer-policy", "strict-origin-when-cross-origin"),
+            ] {
+                if !resp.headers.contains_key(k) {
+                    resp.insert_header(k, v)?;
+                }
+            }
+        }
         if ctx.https {
             if let Some(hsts) = ctx
                 .site
