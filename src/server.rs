@@ -121,6 +121,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         },
     ));
     server.add_service(background_service(
+        "acme",
+        crate::tls::acme::AcmeManager {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "deface prober",
         crate::protect::prober::Prober {
             state: state.clone(),

@@ -31,12 +31,35 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// Rate-limit, allow/deny and flood policies of every site.
     pub ratelimit: Arc<crate::ratelimit::Policies>,
+    pub acme: Option<AcmeSettings>,
     /// The compiled WAF rulesets.
     pub waf: Arc<crate::waf::Engine>,
     pub rulesets_dir: PathBuf,
     /// Protected pages of every site.
     pub deface: Arc<crate::deface::DefacePolicy>,
     pub deface_settings: DefaceSettings,
+}
+
+/// ACME settings (automatic certificates).
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    pub directory: String,
+    pub contact: Vec<String>,
+    pub state_dir: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    pub renew_before: Duration,
+    pub check_interval: Duration,
+    /// Sites that use ACME, with the exact host names to put in their certificate.
+    pub sites: Vec<(String, Vec<String>)>,
+}
+
+impl AcmeSettings {
+    pub fn cert_path(&self, site: &str) -> PathBuf {
+        self.state_dir.join("certs").join(format!("{site}.crt"))
+    }
+    pub fn key_path(&self, site: &str) -> PathBuf {
+        self.state_dir.join("certs").join(format!("{site}.key"))
+    }
 }
 
 /// Where defacement state and events go.

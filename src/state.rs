@@ -40,6 +40,8 @@ pub struct AppState {
     pub limiter: Arc<crate::ratelimit::LimiterState>,
     /// Protected pages: verdict cache, baselines, statuses, events.
     pub pages: crate::protect::PageGuard,
+    /// ACME HTTP-01 challenge tokens being validated now.
+    pub acme_tokens: crate::tls::acme::ChallengeTokens,
     /// Shared rate-limit state in Redis (when configured).
     pub redis_limiter: crate::ratelimit::shared::RedisLimiter,
     /// Open connections per client IP.
@@ -67,6 +69,7 @@ impl AppState {
             audit_log,
             connections: Default::default(),
             redis_limiter: Default::default(),
+            acme_tokens: Default::default(),
             pages,
             limiter,
             tls_resolver,

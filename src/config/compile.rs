@@ -88,6 +88,22 @@ pub fn load_all(
     let mut cert_infos = Vec::new();
     let mut warnings = early_warnings;
     let mut first_cert = None;
+    let acme_global = raw.acme.as_ref().map(|a| AcmeSettings {
+        directory: a.directory.get_ref().clone(),
+        contact: a.contact.clone(),
+        state_dir: file.resolve(a.state_dir.get_ref()),
+        ca_file: a.ca_file.as_ref().map(|c| file.resolve(c.get_ref())),
+        renew_before: a
+            .renew_before
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(30 * 86_400)),
+        check_interval: a
+            .check_interval
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(3600)),
+        sites: Vec::new(),
+    });
+    let mut acme_sites = Vec::new();
     // (site name, its rate-limit table, its file) for the policy compiler.
     let mut site_limits: Vec<(String, crate::ratelimit::SiteRateLimitConfig, PathBuf)> = Vec::new();
     let mut site_deface: Vec<(
@@ -176,39 +192,98 @@ pub fn load_all(
             site_limits.push((site.name.clone(), rl.clone(), sf.path.clone()));
         }
         if let Some(t) = &raw_site.tls {
-            let cert = resolve_in(&global.certs_dir, t.cert.get_ref());
-            let key = resolve_in(&global.certs_dir, t.key.get_ref());
-            let ocsp = t
-                .ocsp
+            let acme_on = t.acme.as_ref().is_some_and(|a| *a.get_ref());
+            let tls_span = t
+                .acme
                 .as_ref()
-                .map(|o| resolve_in(&global.certs_dir, o.get_ref()));
-            match crate::tls::certs::load(
-                &site.name,
-                &cert,
-                &key,
-                ocsp.as_deref(),
-                &site.hosts,
-                now,
-            ) {
-                Ok(loaded) => {
-                    for h in &site.hosts {
-                        match h.strip_prefix("*.") {
-                            Some(suffix) => certs
-                                .wildcard
-                                .insert(suffix.to_string(), loaded.key.clone()),
-                            None => certs.exact.insert(h.clone(), loaded.key.clone()),
-                        };
+                .map(|a| a.span())
+                .or_else(|| t.cert.as_ref().map(|c| c.span()))
+                .or_else(|| t.key.as_ref().map(|k| k.span()))
+                .unwrap_or(0..0);
+            let files = match (&t.cert, &t.key, acme_on, &acme_global) {
+                (Some(c), Some(k), false, _) => Some((
+                    resolve_in(&global.certs_dir, c.get_ref()),
+                    resolve_in(&global.certs_dir, k.get_ref()),
+                    c.span(),
+                )),
+                (None, None, true, Some(a)) => {
+                    let exact: Vec<String> = site
+                        .hosts
+                        .iter()
+                        .filter(|h| !h.starts_with("*."))
+                        .cloned()
+                        .collect();
+                    if exact.len() != site.hosts.len() {
+                        errors.push(sf.error(tls_span.clone(), "ACME HTTP-01 cannot issue wildcard names: list exact hosts or give cert/key"));
                     }
-                    warnings.extend(
-                        loaded
-                            .warnings
-                            .iter()
-                            .map(|w| format!("{}: {w}", sf.path.display())),
-                    );
-                    first_cert.get_or_insert_with(|| loaded.key.clone());
-                    cert_infos.push(loaded.info);
+                    acme_sites.push((site.name.clone(), exact));
+                    let (c, k) = (a.cert_path(&site.name), a.key_path(&site.name));
+                    if c.exists() && k.exists() {
+                        Some((c, k, tls_span.clone()))
+                    } else {
+                        warnings.push(format!(
+                            "{}: waiting for the ACME certificate of site {}",
+                            sf.path.display(),
+                            site.name
+                        ));
+                        None
+                    }
                 }
-                Err(msg) => errors.push(sf.error(t.cert.span(), msg)),
+                (None, None, true, None) => {
+                    errors.push(sf.error(
+                        tls_span.clone(),
+                        "acme = true needs an [acme] table in the global file",
+                    ));
+                    None
+                }
+                (_, _, true, _) => {
+                    errors.push(sf.error(
+                        tls_span.clone(),
+                        "give either acme = true or cert and key, not both",
+                    ));
+                    None
+                }
+                _ => {
+                    errors.push(sf.error(
+                        tls_span.clone(),
+                        "[tls] needs cert and key (or acme = true)",
+                    ));
+                    None
+                }
+            };
+            if let Some((cert, key, span)) = files {
+                let ocsp = t
+                    .ocsp
+                    .as_ref()
+                    .map(|o| resolve_in(&global.certs_dir, o.get_ref()));
+                match crate::tls::certs::load(
+                    &site.name,
+                    &cert,
+                    &key,
+                    ocsp.as_deref(),
+                    &site.hosts,
+                    now,
+                ) {
+                    Ok(loaded) => {
+                        for h in &site.hosts {
+                            match h.strip_prefix("*.") {
+                                Some(suffix) => certs
+                                    .wildcard
+                                    .insert(suffix.to_string(), loaded.key.clone()),
+                                None => certs.exact.insert(h.clone(), loaded.key.clone()),
+                            };
+                        }
+                        warnings.extend(
+                            loaded
+                                .warnings
+                                .iter()
+                                .map(|w| format!("{}: {w}", sf.path.display())),
+                        );
+                        first_cert.get_or_insert_with(|| loaded.key.clone());
+                        cert_infos.push(loaded.info);
+                    }
+                    Err(msg) => errors.push(sf.error(span, msg)),
+                }
             }
         }
         sites.push(Arc::new(site));
@@ -239,7 +314,11 @@ pub fn load_all(
             (None, None) => certs.default = first_cert,
         }
     }
-    if !global.https_listen.is_empty() && cert_infos.is_empty() && errors.is_empty() {
+    if !global.https_listen.is_empty()
+        && cert_infos.is_empty()
+        && acme_sites.is_empty()
+        && errors.is_empty()
+    {
         errors.push(file.error(
             0..0,
             "[listen] https is set but no site has a [tls] certificate",
@@ -290,6 +369,10 @@ pub fn load_all(
         deface: Arc::new(deface),
         waf,
         rulesets_dir,
+        acme: acme_global.map(|mut a| {
+            a.sites = acme_sites;
+            a
+        }),
         deface_settings,
     })
 }

@@ -101,6 +101,8 @@ pub struct RawGlobal {
     /// Per-client-IP connection limits, checked before any request is read.
     #[serde(default)]
     pub connections: RawConnections,
+    /// Automatic certificates (ACME, HTTP-01) for sites with `[tls] acme = true`.
+    pub acme: Option<RawAcme>,
     /// Defacement detection: state directory, keywords, thresholds (see docs/defacement.md).
     #[serde(default)]
     pub deface: crate::deface::DefaceConfig,
@@ -124,8 +126,10 @@ pub struct RawGlobalTls {
 #[serde(deny_unknown_fields)]
 pub struct RawSiteTls {
     /// PEM chain, leaf first; relative to the global `certs_dir`.
-    pub cert: Spanned<String>,
-    pub key: Spanned<String>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    /// Obtain and renew the certificate automatically with ACME (HTTP-01), instead of cert/key.
+    pub acme: Option<Spanned<bool>>,
     /// A DER OCSP response to staple.
     pub ocsp: Option<Spanned<String>>,
     /// Answer plain HTTP with a 308 to HTTPS. Default true.
@@ -208,6 +212,24 @@ pub struct RawServer {
 pub struct RawUnknownHost {
     pub status: Option<Spanned<u16>>,
     pub page: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    /// The ACME directory URL (e.g. Let's Encrypt's).
+    pub directory: Spanned<String>,
+    /// Contact URLs for the account, e.g. `["mailto:ops@example.gov.cn"]`.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// Account and certificates are kept here (relative to this file).
+    pub state_dir: Spanned<String>,
+    /// PEM root that signs the ACME server's own HTTPS certificate (test CAs such as pebble's).
+    pub ca_file: Option<Spanned<String>>,
+    /// Renew this long before expiry. Default 30 days.
+    pub renew_before: Option<Dur>,
+    /// How often certificates are checked. Default 1 hour.
+    pub check_interval: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize, Default)]

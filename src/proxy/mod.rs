@@ -524,6 +524,29 @@ impl ProxyHttp for EgretProxy {
         };
         ctx.site = Some(site.clone());
 
+        // ACME HTTP-01 challenges for this gateway's own certificates.
+        if let Some(token) = session
+            .req_header()
+            .uri
+            .path()
+            .strip_prefix("/.well-known/acme-challenge/")
+        {
+            if let Some(answer) = self.state.acme_tokens.answer(token) {
+                ctx.own_status = Some(200);
+                ctx.action = Action::Proxied;
+                respond::write_body(
+                    session,
+                    200,
+                    "text/plain",
+                    Bytes::from(answer),
+                    &ctx.request_id,
+                    &[],
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+
         // 1b. TLS: the SNI must name the same site as the Host; plain HTTP may be redirected.
         if ctx.https {
             let sni = session

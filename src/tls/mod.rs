@@ -1,5 +1,6 @@
 //! TLS termination: certificates per site chosen by SNI, policy, and certificate checks.
 
+pub mod acme;
 pub mod certs;
 pub mod resolver;
 
