@@ -624,3 +624,77 @@ async fn sessions_resume_and_ocsp_responses_are_stapled() {
         "session not resumed:\n{second}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_certificates_work_too() {
+    // An RSA key and self-signed certificate made by openssl, as many existing sites have.
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("r.crt"), dir.path().join("r.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=r.test",
+            "-addext",
+            "subjectAltName=DNS:r.test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = origin("o").await;
+    let files = [
+        ("certs/r.crt", std::fs::read_to_string(&crt).unwrap()),
+        ("certs/r.key", std::fs::read_to_string(&key).unwrap()),
+    ];
+    let g = Gateway::start_with_files(
+        &[("r", tls_site("r", "r.test", o.addr, "r", ""))],
+        &files,
+        "",
+        "",
+        true,
+    );
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &g.https.unwrap().to_string(),
+            "-servername",
+            "r.test",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CN = r.test") && text.contains("New, TLSv1.3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Peer signature type: RSA"),
+        "not an RSA certificate: {text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_egret"))
+        .args(["certs", "-c"])
+        .arg(&g.config)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("RSA"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
