@@ -18,6 +18,7 @@ pub mod protect;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
+pub mod request_path;
 pub mod respond;
 pub mod routing;
 pub mod rules_cli;

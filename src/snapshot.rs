@@ -245,6 +245,15 @@ pub struct Site {
 }
 
 impl Site {
+    /// The first exact (non-wildcard) host name, for requests Egret makes itself.
+    pub fn primary_host(&self) -> String {
+        self.hosts
+            .iter()
+            .find(|h| !h.starts_with("*."))
+            .cloned()
+            .unwrap_or_else(|| self.name.clone())
+    }
+
     /// The pool serving `path`.
     pub fn pool_for_path(&self, path: &str) -> usize {
         crate::routing::route_pool(&self.routes, self.default_pool, path)

@@ -25,8 +25,8 @@ use super::decode::decode_body;
 use super::error::{BaselineError, ExtractError};
 use super::extract::extract;
 use super::features::{Features, FEATURES_VERSION};
-use super::path::normalize_path;
 use super::policy::{hex, CheckPolicy};
+use crate::request_path::normalize_path;
 
 /// Format version of records.
 pub const RECORD_VERSION: u32 = 1;

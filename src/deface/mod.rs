@@ -6,7 +6,6 @@
 //! - [`policy`]: [`DefacePolicy`], the compiled snapshot: protected pages (paths and globs) with
 //!   their mode, dynamic regions, allowed domains and thresholds;
 //! - [`keywords`]: the keyword data file and matcher;
-//! - [`path`]: request-path normalization for page lookup and baseline keys;
 //! - [`mod@extract`]: HTML -> [`Features`] with lol_html (never regex over markup);
 //! - [`verdict`]: baseline features vs current features -> [`Verdict`] with named indicators;
 //! - [`cache`]: verdicts cached by content hash, so an unchanged page costs one hash;
@@ -58,7 +57,6 @@ pub mod extract;
 pub mod features;
 pub mod html;
 pub mod keywords;
-pub mod path;
 pub mod policy;
 pub mod verdict;
 

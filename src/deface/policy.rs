@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::config::{DefaceConfig, ModeConfig, PageConfig, SiteDefaceConfig, ThresholdsConfig};
 use super::error::ConfigError;
 use super::keywords::Keywords;
-use super::path::normalize_path;
+use crate::request_path::normalize_path;
 
 /// Largest compiled dynamic-text regex.
 const REGEX_SIZE_LIMIT: usize = 1024 * 1024;

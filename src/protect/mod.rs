@@ -465,12 +465,7 @@ pub async fn approve(
         .as_ref()
         .ok_or("no [deface] state_dir configured")?;
     let store = BaselineStore::open(store_dir).map_err(|e| e.to_string())?;
-    let host = site
-        .hosts
-        .iter()
-        .find(|h| !h.starts_with("*."))
-        .cloned()
-        .unwrap_or_else(|| site.name.clone());
+    let host = site.primary_host();
     let max = rule.check.max_body_bytes();
     let f = fetch_from_origin(fetcher, site, path, &host, max).await?;
     if f.status != 200 || !is_html(&f.content_type) {

@@ -51,12 +51,7 @@ impl Prober {
                     let Some(rule) = snap.deface.page(&site.name, &path) else {
                         return;
                     };
-                    let host = site
-                        .hosts
-                        .iter()
-                        .find(|h| !h.starts_with("*."))
-                        .cloned()
-                        .unwrap_or_else(|| site.name.clone());
+                    let host = site.primary_host();
                     match super::fetch_from_origin(
                         &state.pages.fetcher,
                         &site,

@@ -9,7 +9,6 @@
 //!   [`Policies::flood_check`] verdicts;
 //! - [`challenge`]: the flood-mode JavaScript challenge page and HMAC clearance cookie;
 //! - [`flood`]: the per-site request-rate meter that switches flood mode automatically;
-//! - [`path`]: request-path normalization for prefix matching;
 //! - [`redis_lua`]: the GCRA Lua script kept for a future shared Redis backend.
 //!
 //! Everything here is synchronous and does no I/O: it is called on the hot request path.
@@ -52,7 +51,6 @@ pub mod config;
 pub mod error;
 pub mod flood;
 pub mod gcra;
-pub mod path;
 pub mod policy;
 pub mod redis_lua;
 pub mod shared;

@@ -22,8 +22,8 @@ use super::config::{
 use super::error::{ChallengeError, ConfigError};
 use super::flood::{FloodThresholds, FloodTransition};
 use super::gcra::{Gcra, GcraOutcome, Rate};
-use super::path::{has_prefix, normalize_path};
 use super::store::{BanRule, KeyHash, LimiterState, StateLimits};
+use crate::request_path::{has_prefix, normalize_path};
 
 /// Longest ban or violation window accepted in config.
 const MAX_BAN: Duration = Duration::from_secs(365 * 86_400);

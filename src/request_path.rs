@@ -1,4 +1,5 @@
-//! Request paths as origins resolve them, for policy matching.
+//! Request paths as origins resolve them: the one normalised view that per-path policies
+//! (rate limits) and protected-page lookup (defacement) match on.
 //!
 //! Owns [`normalize_path`] and [`has_prefix`]: a client must not step around a per-path policy
 //! with `/a/../login`, `//login`, `/%6Cogin` or `/LOGIN` (IIS, common on government sites,
