@@ -96,12 +96,7 @@ pub fn status(config: &Path) -> anyhow::Result<ExitCode> {
                 println!("{:<10} {:<24} {:<8} {:<12} {:<6} ({n} baselines for the site; globs are checked inline)", site.name, path, mode, "glob", "");
                 continue;
             }
-            let host = site
-                .hosts
-                .iter()
-                .find(|h| !h.starts_with("*."))
-                .cloned()
-                .unwrap_or_default();
+            let host = site.primary_host();
             match rt.block_on(fetch_from_origin(
                 &guard.fetcher,
                 site,
