@@ -306,6 +306,7 @@ write_egret_conf() {   # $1 name, $2 http port, $3 https port or "", $4 extra gl
     {
         echo 'sites_dir = "sites"'
         echo 'certs_dir = "certs"'
+        echo "$4"      # extra global TOML: top-level keys first, then its own tables
         echo '[listen]'
         echo "http = [\"127.0.0.1:$2\"]"
         [ -n "$3" ] && echo "https = [\"127.0.0.1:$3\"]"
@@ -320,7 +321,6 @@ grace_period = "1s"
 shutdown_timeout = "1s"
 [reload]
 watch = false
-$4
 EOF
     } > "$d/egret.toml"
     {
@@ -337,11 +337,22 @@ EOF
     } > "$d/sites/bench.toml"
 }
 
-# >>> HOOK: Egret WAF targets. Fill these with the WAF's TOML once its config keys exist
-# (global-file and site-file snippets appended to the egret target's config), and add the
-# target names to TARGETS above.
-EGRET_WAF_PL1_GLOBAL=""; EGRET_WAF_PL1_SITE=""     # shipped rules, paranoia 1, blocking
-EGRET_CRS_PL1_GLOBAL=""; EGRET_CRS_PL1_SITE=""     # OWASP CRS, paranoia 1, blocking
+# The "egret" target is Egret with the WAF off. Builds that have the site key `[waf] mode` get
+# `mode = "off"` explicitly (their default is blocking at paranoia 1); older builds have no WAF.
+EGRET_WAF_OFF_SITE=""
+egret_accepts() {   # $1 extra site TOML: does `egret check` accept it?
+    local d="$WORK/probe"; rm -rf "$d"
+    write_egret_conf probe "$(free_port)" "" "" "$1" >/dev/null
+    "$EGRET_BIN" check -c "$d/egret.toml" >"$WORK/probe.log" 2>&1
+}
+
+# >>> HOOK: Egret WAF targets: the global-file and site-file TOML appended to the egret target's
+# config. Add the target names to TARGETS above to measure them. egret-waf-pl1 is filled in from
+# the keys documented in README.md ("[waf]" of a site file, "rulesets_dir"); it is not in the
+# default TARGETS yet. egret-crs-pl1 waits for the CRS ruleset.
+EGRET_WAF_PL1_GLOBAL="rulesets_dir = \"$ROOT/rulesets\""     # shipped rules, paranoia 1, blocking
+EGRET_WAF_PL1_SITE=$'[waf]\nmode = "block"\nparanoia = 1'
+EGRET_CRS_PL1_GLOBAL=""; EGRET_CRS_PL1_SITE=""                 # OWASP CRS, paranoia 1, blocking
 # <<< HOOK
 
 # --------------------------------------------------------------------------- start targets
@@ -373,6 +384,13 @@ wait_ready() {   # $1 name, $2 url, [$3 curl options]
     tail -20 "$WORK/$name.log" >&2
     die "$name not ready at $url (last status $code)"
 }
+
+case " $TARGETS $TLS_TARGETS " in *" egret"*)
+    if egret_accepts $'[waf]\nmode = "off"'; then
+        EGRET_WAF_OFF_SITE=$'[waf]\nmode = "off"'
+        log "egret: this build has a WAF; the egret targets run with [waf] mode = \"off\""
+    fi ;;
+esac
 
 write_origin_conf
 start_nginx origin
@@ -409,12 +427,12 @@ start_target() {   # $1 name
             PROC_OF[bare-pingora]=${PID_OF[bare-pingora]}
             wait_ready bare-pingora "http://127.0.0.1:$BARE_PORT/small" ;;
         egret)
-            write_egret_conf egret "$EGRET_PORT" "" "" ""
+            write_egret_conf egret "$EGRET_PORT" "" "" "$EGRET_WAF_OFF_SITE"
             spawn egret "$EGRET_BIN" run -c "$WORK/egret/egret.toml"
             PROC_OF[egret]=${PID_OF[egret]}
             wait_ready egret "http://127.0.0.1:$EGRET_PORT/small" ;;
         egret-tls)
-            write_egret_conf egret-tls "$EGRET_TLS_HTTP_PORT" "$EGRET_TLS_PORT" "" ""
+            write_egret_conf egret-tls "$EGRET_TLS_HTTP_PORT" "$EGRET_TLS_PORT" "" "$EGRET_WAF_OFF_SITE"
             spawn egret-tls "$EGRET_BIN" run -c "$WORK/egret-tls/egret.toml"
             PROC_OF[egret-tls]=${PID_OF[egret-tls]}
             wait_ready egret-tls "https://127.0.0.1:$EGRET_TLS_PORT/small" ;;
