@@ -104,6 +104,7 @@ pub struct Global {
     pub sites_dir: PathBuf,
     pub certs_dir: PathBuf,
     pub client_header_timeout: Duration,
+    pub client_header_deadline: Duration,
     pub connections: ConnectionLimits,
 }
 
@@ -187,6 +188,8 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     pub max_body_bytes: u64,
     pub client_body_timeout: Duration,
+    pub min_body_rate: u64,
+    pub body_rate_grace: Duration,
 }
 
 impl Default for Limits {
@@ -197,6 +200,8 @@ impl Default for Limits {
             max_uri_bytes: 8 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
             client_body_timeout: Duration::from_secs(30),
+            min_body_rate: 256,
+            body_rate_grace: Duration::from_secs(10),
         }
     }
 }

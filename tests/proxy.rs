@@ -672,3 +672,117 @@ async fn security_headers_are_added_and_banners_hidden() {
         .unwrap();
     assert!(r.headers().get("x-frame-options").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_header_is_cut_off_at_the_header_deadline() {
+    let a = origin("a").await;
+    let g = Gateway::start(&[("s", simple_site("s", "s.test", &[a.addr], ""))], "", "");
+    let text = std::fs::read_to_string(&g.config).unwrap().replace(
+        "[server]\n",
+        "[server]\nclient_header_timeout = \"2s\"\nclient_header_deadline = \"1500ms\"\n",
+    );
+    std::fs::write(&g.config, text).unwrap();
+    assert_eq!(
+        client()
+            .post(g.admin_url("/api/v1/reload"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let http = g.http;
+    let (cut_after, sent) = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        let t = Instant::now();
+        let header = b"GET /x HTTP/1.1\r\nHost: s.test\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let mut sent = 0;
+        // One byte every 200 ms: always within the per-read timeout, never a whole header in time.
+        for b in header.iter() {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(200));
+            if t.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+        }
+        (t.elapsed(), sent)
+    })
+    .await
+    .unwrap();
+    assert!(
+        cut_after < Duration::from_secs(5),
+        "trickling client held on for {cut_after:?} ({sent} bytes)"
+    );
+    assert_eq!(a.hits(), 0);
+    let m = client()
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("egret_connections_refused_total{reason=\"header_deadline\"} 1"),
+        "{m}"
+    );
+    assert_eq!(
+        get(&g, "s.test", "/x").await.0,
+        200,
+        "normal clients are still served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_below_the_minimum_rate_gets_408() {
+    let a = origin("a").await;
+    let extra = "[limits]\nmin_body_rate = 100\nbody_rate_grace = \"1s\"\n";
+    let g = Gateway::start(
+        &[("s", simple_site("s", "s.test", &[a.addr], extra))],
+        "",
+        "",
+    );
+    let http = g.http;
+    let (took, resp) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let t = Instant::now();
+        s.write_all(b"POST /x HTTP/1.1\r\nHost: s.test\r\nContent-Length: 1000\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while t.elapsed() < Duration::from_secs(8) {
+            if s.write_all(b"a").is_err() {
+                break;
+            }
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        (t.elapsed(), String::from_utf8_lossy(&out).to_string())
+    })
+    .await
+    .unwrap();
+    assert_eq!(parse_status(&resp), Some(408), "{resp}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // A normal body at full speed is unaffected.
+    let ok = client()
+        .post(g.url("/x"))
+        .header("host", "s.test")
+        .body(vec![b'b'; 5000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}

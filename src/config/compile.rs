@@ -703,6 +703,11 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
             .client_header_timeout
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(10)),
+        client_header_deadline: raw
+            .server
+            .client_header_deadline
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(30)),
         connections: ConnectionLimits {
             max_per_ip: raw.connections.max_per_ip.unwrap_or(256),
             new_per_second_per_ip: raw.connections.new_per_second_per_ip.unwrap_or(0),
@@ -828,6 +833,11 @@ fn merge_limits(base: &Limits, raw: &RawLimits) -> Limits {
             .max_body_bytes
             .map(|b| b.0)
             .unwrap_or(base.max_body_bytes),
+        min_body_rate: raw.min_body_rate.unwrap_or(base.min_body_rate),
+        body_rate_grace: raw
+            .body_rate_grace
+            .map(|d| d.0)
+            .unwrap_or(base.body_rate_grace),
         client_body_timeout: raw
             .client_body_timeout
             .map(|d| d.0)

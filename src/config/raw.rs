@@ -182,6 +182,11 @@ pub struct RawLimits {
     pub max_headers: Option<usize>,
     pub max_body_bytes: Option<ByteSize>,
     pub client_body_timeout: Option<Dur>,
+    /// Slowest average request-body rate accepted (bytes per second) once `body_rate_grace` has
+    /// passed; a slower client gets 408. 0 turns it off. Default 256.
+    pub min_body_rate: Option<u64>,
+    /// Time a body may take before `min_body_rate` applies. Default 10s.
+    pub body_rate_grace: Option<Dur>,
     pub max_uri_bytes: Option<ByteSize>,
 }
 
@@ -205,6 +210,9 @@ pub struct RawServer {
     pub work_stealing: Option<bool>,
     /// Longest wait for each read of a request header (also the first request). Default 10s.
     pub client_header_timeout: Option<Dur>,
+    /// Longest time a client may take to send a whole request header, however it trickles it
+    /// (slowloris), counted from when Egret starts waiting for it. Default 30s.
+    pub client_header_deadline: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize, Default)]

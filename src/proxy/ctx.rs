@@ -59,6 +59,8 @@ pub struct Ctx {
     pub upstream_header_ms: Option<f64>,
     pub upstream_status: Option<u16>,
     pub body_bytes_in: u64,
+    /// When the first body chunk was asked for (for the minimum body rate).
+    pub body_started: Option<Instant>,
     pub action: Action,
     /// Status of a response Egret wrote itself (when no upstream response exists).
     pub own_status: Option<u16>,
@@ -93,6 +95,7 @@ impl Ctx {
             upstream_header_ms: None,
             upstream_status: None,
             body_bytes_in: 0,
+            body_started: None,
             action: Action::Proxied,
             own_status: None,
             error: None,

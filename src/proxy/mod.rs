@@ -658,6 +658,23 @@ impl ProxyHttp for EgretProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // Slow-body protection: after the grace time the average rate must stay above the minimum.
+        if let Some(site) = &ctx.site {
+            let start = *ctx.body_started.get_or_insert_with(std::time::Instant::now);
+            let elapsed = start.elapsed();
+            let l = &site.limits;
+            if l.min_body_rate > 0 && !end_of_stream && elapsed > l.body_rate_grace {
+                let rate = ctx.body_bytes_in as f64 / elapsed.as_secs_f64();
+                if rate < l.min_body_rate as f64 {
+                    ctx.action = Action::Rejected;
+                    ctx.error = Some("request body slower than the minimum rate");
+                    return Error::e_explain(
+                        HTTPStatus(408),
+                        "request body slower than the minimum rate",
+                    );
+                }
+            }
+        }
         if let Some(b) = body.as_ref() {
             ctx.body_bytes_in += b.len() as u64;
             if let Some(site) = &ctx.site {
@@ -986,6 +1003,19 @@ impl ProxyHttp for EgretProxy {
     /// Records the request: access log line and metrics. Runs for every request.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         crate::observe::record(&self.state, session, e, ctx);
+    }
+
+    /// Called once the request header is read: tells the connection wrapper (see `app`) that the
+    /// header deadline no longer applies.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(seen) = prev.downcast::<app::HeaderSeen>() {
+            seen.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Quiet the error log for clients that just went away.
