@@ -550,21 +550,7 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
 async fn stalled_request_header_is_cut_off() {
     let a = origin("a").await;
     let g = Gateway::start(&[("s", simple_site("s", "s.test", &[a.addr], ""))], "", "");
-    // The harness's [server] table: tighten the header timeout (read at each new connection).
-    let text = std::fs::read_to_string(&g.config).unwrap().replace(
-        "[server]\n",
-        "[server]\nclient_header_timeout = \"500ms\"\n",
-    );
-    std::fs::write(&g.config, text).unwrap();
-    assert_eq!(
-        client()
-            .post(g.admin_url("/api/v1/reload"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    g.set_server_keys("client_header_timeout = \"500ms\"").await;
     let http = g.http;
     let (closed_after, got) = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
@@ -677,20 +663,8 @@ async fn security_headers_are_added_and_banners_hidden() {
 async fn a_trickled_header_is_cut_off_at_the_header_deadline() {
     let a = origin("a").await;
     let g = Gateway::start(&[("s", simple_site("s", "s.test", &[a.addr], ""))], "", "");
-    let text = std::fs::read_to_string(&g.config).unwrap().replace(
-        "[server]\n",
-        "[server]\nclient_header_timeout = \"2s\"\nclient_header_deadline = \"1500ms\"\n",
-    );
-    std::fs::write(&g.config, text).unwrap();
-    assert_eq!(
-        client()
-            .post(g.admin_url("/api/v1/reload"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    g.set_server_keys("client_header_timeout = \"2s\"\nclient_header_deadline = \"1500ms\"")
+        .await;
     let http = g.http;
     let (cut_after, sent) = tokio::task::spawn_blocking(move || {
         use std::io::Write;

@@ -171,6 +171,21 @@ impl Gateway {
         }
     }
 
+    /// Adds `lines` to the global file's `[server]` table and reloads (for settings read at each
+    /// new connection, such as the header timeouts).
+    pub async fn set_server_keys(&self, lines: &str) {
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace("[server]\n", &format!("[server]\n{lines}\n"));
+        std::fs::write(&self.config, text).unwrap();
+        let r = client()
+            .post(self.admin_url("/api/v1/reload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "reload after setting {lines}");
+    }
+
     /// Writes a file relative to the config directory.
     pub fn write_file(&self, rel: &str, body: &str) {
         std::fs::write(self.dir.path().join(rel), body).unwrap();
