@@ -126,7 +126,14 @@ impl ServeHttp for AdminApp {
                     );
                 };
                 let snap = self.state.snapshot.load_full();
-                match crate::protect::approve(&self.state.pages.fetcher, &snap, &site, &path).await
+                match crate::protect::approve(
+                    &self.state.pages.fetcher,
+                    &self.state.redis_limiter,
+                    &snap,
+                    &site,
+                    &path,
+                )
+                .await
                 {
                     Ok(rec) => {
                         self.state.pages.invalidate(&site, &path);

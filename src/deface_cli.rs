@@ -30,7 +30,13 @@ pub fn baseline(config: &Path, site: &str) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let mut failed = 0;
     for p in &paths {
-        match rt.block_on(approve(&guard.fetcher, &snap, site, p)) {
+        match rt.block_on(approve(
+            &guard.fetcher,
+            &crate::ratelimit::shared::RedisLimiter::default(),
+            &snap,
+            site,
+            p,
+        )) {
             Ok(rec) => println!(
                 "{site}{p}: baseline recorded ({} bytes, sha256 {})",
                 rec.content_length, rec.content_sha256
@@ -53,7 +59,13 @@ pub fn approve_one(config: &Path, site: &str, path: &str) -> anyhow::Result<Exit
     let snap = load(config)?;
     let guard = PageGuard::new(1);
     let rec = runtime()?
-        .block_on(approve(&guard.fetcher, &snap, site, path))
+        .block_on(approve(
+            &guard.fetcher,
+            &crate::ratelimit::shared::RedisLimiter::default(),
+            &snap,
+            site,
+            path,
+        ))
         .map_err(|e| anyhow::anyhow!(e))?;
     println!(
         "{site}{path}: approved ({} bytes, sha256 {})",

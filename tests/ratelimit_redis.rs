@@ -130,3 +130,77 @@ async fn fail_closed_answers_503_without_redis() {
     assert_eq!(status(&g).await, 503);
     assert_eq!(o.hits(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defacement_approvals_are_shared_through_redis() {
+    let port = free_port();
+    let _redis = Redis::start(port);
+    let o = origin("portal").await;
+    o.set_page(
+        "/",
+        b"<html><head><title>Portal</title></head><body><p>News</p></body></html>".to_vec(),
+        None,
+    );
+    let site = format!(
+        "{}\n[deface]\n[[deface.pages]]\npath = \"/\"\nmode = \"protect\"\n",
+        simple_site("www", "www.test.gov.cn", &[o.addr], "")
+    );
+    // Two nodes with separate state directories; only Redis is shared.
+    let global = format!("[ratelimit.redis]\nurl = \"redis://127.0.0.1:{port}/\"\n[deface]\nstate_dir = \"state\"\nprobe_interval = \"1h\"\n");
+    let node1 = Gateway::start(&[("www", site.clone())], "", &global);
+    let node2 = Gateway::start(&[("www", site)], "", &global);
+    let approve = |g: &Gateway| {
+        client()
+            .post(g.admin_url("/api/v1/deface/approve?site=www&path=%2F"))
+            .send()
+    };
+    assert_eq!(approve(&node1).await.unwrap().status(), 200);
+    let marker = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-egret-deface")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let r = client()
+        .get(node2.url("/"))
+        .header("host", "www.test.gov.cn")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        marker(&r),
+        "checked",
+        "node 2 did not get node 1's baseline"
+    );
+    // A legitimate new title: tampered until approved on node 1, then clean on node 2 too.
+    o.set_page(
+        "/",
+        b"<html><head><title>Portal 2026</title></head><body><p>News</p></body></html>".to_vec(),
+        None,
+    );
+    let r = client()
+        .get(node2.url("/"))
+        .header("host", "www.test.gov.cn")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marker(&r), "approved-copy");
+    assert_eq!(approve(&node1).await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client()
+            .get(node2.url("/"))
+            .header("host", "www.test.gov.cn")
+            .send()
+            .await
+            .unwrap();
+        if marker(&r) == "checked" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never saw the new approval"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

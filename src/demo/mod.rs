@@ -50,6 +50,7 @@ pub fn run(config: &Path) -> anyhow::Result<()> {
                 for path in crate::protect::exact_paths(&snap, &site.name) {
                     match rt.block_on(crate::protect::approve(
                         &guard.fetcher,
+                        &crate::ratelimit::shared::RedisLimiter::default(),
                         &snap,
                         &site.name,
                         &path,

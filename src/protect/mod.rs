@@ -12,6 +12,7 @@
 
 pub mod fetch;
 pub mod prober;
+pub mod shared;
 
 use crate::deface::{
     charset_of, decode_body, is_html, Approval, BaselineRecord, BaselineStore, Features, Mode,
@@ -79,6 +80,7 @@ pub struct PageGuard {
     baselines: Mutex<HashMap<String, CachedBaseline>>,
     status: Mutex<HashMap<String, PageStatus>>,
     events: Mutex<()>,
+    last_pull: Mutex<HashMap<String, Instant>>,
 }
 
 fn key(site: &str, path: &str) -> String {
@@ -108,6 +110,7 @@ impl PageGuard {
             baselines: Mutex::new(HashMap::new()),
             status: Mutex::new(HashMap::new()),
             events: Mutex::new(()),
+            last_pull: Mutex::new(HashMap::new()),
         }
     }
 
@@ -153,6 +156,39 @@ impl PageGuard {
         });
         lock(&self.baselines).insert(k, (Instant::now(), loaded.clone()));
         loaded
+    }
+
+    /// With Redis configured, pulls other nodes' approval of this page into the local store (at
+    /// most every 2 s per page), so that `judge` sees it.
+    pub async fn sync_shared(
+        &self,
+        snap: &Snapshot,
+        redis: &crate::ratelimit::shared::RedisLimiter,
+        site: &str,
+        path: &str,
+    ) {
+        let Some(settings) = snap.ratelimit.redis() else {
+            return;
+        };
+        let k = key(site, path);
+        {
+            let mut last = lock(&self.last_pull);
+            if last.get(&k).is_some_and(|t| t.elapsed() < BASELINE_TTL) {
+                return;
+            }
+            last.insert(k, Instant::now());
+        }
+        let Some(store) = Self::store(snap) else {
+            return;
+        };
+        match shared::pull(settings, redis, &store, site, path).await {
+            Ok(true) => {
+                log::info!("deface: baseline of {site}{path} updated from another node");
+                self.invalidate(site, path);
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!("deface: cannot read the shared baseline of {site}{path}: {e}"),
+        }
     }
 
     /// Forgets a cached baseline (after an approval).
@@ -446,6 +482,7 @@ pub async fn fetch_from_origin(
 /// Fetches the origin's current page and stores it as the approved baseline.
 pub async fn approve(
     fetcher: &Fetcher,
+    redis: &crate::ratelimit::shared::RedisLimiter,
     snap: &Snapshot,
     site_name: &str,
     path: &str,
@@ -482,9 +519,15 @@ pub async fn approve(
         html: &html,
         charset: charset_of(&f.content_type),
     };
-    store
+    let record = store
         .approve(&approval, &rule.check, SystemTime::now())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    if let Some(settings) = snap.ratelimit.redis() {
+        shared::publish(settings, redis, &record, &html)
+            .await
+            .map_err(|e| format!("approved here, but not shared through Redis: {e}"))?;
+    }
+    Ok(record)
 }
 
 /// Exact (non-glob) protected paths of a site.

@@ -62,6 +62,10 @@ impl Prober {
                     .await
                     {
                         Ok(f) => {
+                            state
+                                .pages
+                                .sync_shared(&snap, &state.redis_limiter, &site.name, &path)
+                                .await;
                             let _ = state.pages.judge(
                                 &snap,
                                 &state.metrics,

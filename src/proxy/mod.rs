@@ -343,6 +343,10 @@ impl EgretProxy {
         ctx.upstream_header_ms = ctx
             .upstream_sent_at
             .map(|t| t.elapsed().as_secs_f64() * 1000.0);
+        self.state
+            .pages
+            .sync_shared(snap, &self.state.redis_limiter, &site.name, path)
+            .await;
         let served = self.state.pages.judge(
             snap,
             &self.state.metrics,

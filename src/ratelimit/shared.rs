@@ -26,7 +26,8 @@ pub struct RedisLimiter {
 }
 
 impl RedisLimiter {
-    async fn connection(
+    /// The connection, created on first use (at most one attempt per second while Redis is down).
+    pub async fn connection(
         &self,
         settings: &RedisSettings,
     ) -> Result<redis::aio::ConnectionManager, String> {
