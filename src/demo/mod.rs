@@ -89,7 +89,8 @@ Try, in another terminal:
   curl -i -H 'Host: unknown.example' http://127.0.0.1:8080/          # 404 page with a request id
   # Rate limit: 500 fast requests to the portal exceed its per-IP limit (429):
   for i in $(seq 500); do curl -s -o /dev/null -w '%{{http_code}}\n' -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/news; done | sort | uniq -c
-  # Defacement: the portal home page is protected. Deface both origin servers, then look again:
+  # Defacement (wait two seconds after the rate-limit test): the portal home page is protected.
+  # Deface both origin servers, then look again:
   curl -si -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/ | grep -i x-egret-deface      # checked
   curl -X POST http://127.0.0.1:18081/__demo/tamper; curl -X POST http://127.0.0.1:18082/__demo/tamper
   curl -si -H 'Host: www.demo.gov.cn' http://127.0.0.1:8080/ | grep -i x-egret-deface      # approved-copy
