@@ -49,21 +49,26 @@ p{{line-height:1.7}}code{{background:#f0f0f0;padding:.2em .4em}}footer{{margin-t
 }
 
 /// Templates by status, compiled for one site (site files over global files over built-ins).
+/// Cheap to clone: the map is shared.
 #[derive(Debug, Clone, Default)]
 pub struct ErrorPages {
-    custom: HashMap<u16, Arc<str>>,
+    custom: Arc<HashMap<u16, Arc<str>>>,
 }
 
 impl ErrorPages {
     pub fn new(custom: HashMap<u16, Arc<str>>) -> ErrorPages {
-        ErrorPages { custom }
+        ErrorPages {
+            custom: Arc::new(custom),
+        }
     }
 
     /// Layers `over` on top of `self`.
     pub fn overlay(&self, over: &ErrorPages) -> ErrorPages {
-        let mut custom = self.custom.clone();
+        let mut custom = HashMap::clone(&self.custom);
         custom.extend(over.custom.iter().map(|(k, v)| (*k, v.clone())));
-        ErrorPages { custom }
+        ErrorPages {
+            custom: Arc::new(custom),
+        }
     }
 
     /// The rendered page for `status` with `request_id` filled in.

@@ -1131,13 +1131,3 @@ fn load_ca(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     }
     Ok(out)
 }
-
-/// Makes a `ConfigError` usable from other modules that find problems after compile.
-pub fn error_at(file: &Path, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_path_buf(),
-        line: 0,
-        col: 0,
-        message,
-    }
-}

@@ -43,13 +43,6 @@ impl ConfigErrors {
     pub fn push(&mut self, e: ConfigError) {
         self.0.push(e);
     }
-    pub fn into_result<T>(self, ok: T) -> Result<T, ConfigErrors> {
-        if self.0.is_empty() {
-            Ok(ok)
-        } else {
-            Err(self)
-        }
-    }
 }
 
 /// A configuration file's path and text, used to turn byte spans into line:col.

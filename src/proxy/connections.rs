@@ -86,11 +86,6 @@ impl ConnTracker {
             }
         }
     }
-
-    /// IPs tracked now.
-    pub fn tracked(&self) -> usize {
-        self.map.lock().len()
-    }
 }
 
 /// The proxy service's transport application.

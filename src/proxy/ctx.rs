@@ -110,6 +110,17 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// The error pages for this request: its site's, or the global ones before a site is known.
+    pub fn error_pages(&self) -> crate::error_pages::ErrorPages {
+        match (&self.site, &self.snapshot) {
+            (Some(site), _) => site.error_pages.clone(),
+            (None, Some(s)) => s.global.error_pages.clone(),
+            (None, None) => Default::default(),
+        }
+    }
+}
+
 impl Default for Ctx {
     fn default() -> Self {
         Ctx::new()

@@ -53,11 +53,7 @@ impl EgretProxy {
     ) -> Result<bool> {
         ctx.action = action;
         ctx.own_status = Some(status);
-        let pages = match (&ctx.site, &ctx.snapshot) {
-            (Some(site), _) => site.error_pages.clone(),
-            (None, Some(s)) => s.global.error_pages.clone(),
-            (None, None) => Default::default(),
-        };
+        let pages = ctx.error_pages();
         respond::write_error_page(session, &pages, status, &ctx.request_id, close, extra).await?;
         Ok(true)
     }
@@ -75,6 +71,26 @@ fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Runs `f` with the rate-limit view of a request (header and cookie lookups borrow it, so the
+/// result must not hold them across an await).
+fn with_request_info<R>(
+    req: &RequestHeader,
+    site: &str,
+    ip: std::net::IpAddr,
+    f: impl FnOnce(&crate::ratelimit::RequestInfo<'_>) -> R,
+) -> R {
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let cookie = |name: &str| cookie_value(req, name);
+    let info = crate::ratelimit::RequestInfo {
+        site,
+        path: req.uri.path(),
+        client_ip: ip,
+        header: &header,
+        cookie: &cookie,
+    };
+    f(&info)
+}
+
 impl EgretProxy {
     /// Steps 3-4: deny/allow lists, rate-limit policies and the flood challenge.
     /// `Some(true)` when Egret answered the request itself.
@@ -85,7 +101,7 @@ impl EgretProxy {
         snap: &crate::snapshot::Snapshot,
         site: &crate::snapshot::Site,
     ) -> Result<Option<bool>> {
-        use crate::ratelimit::{retry_after_secs, Decision, FloodDecision, RequestInfo};
+        use crate::ratelimit::{retry_after_secs, Decision, FloodDecision};
         let Some(ip) = ctx.client_ip else {
             return Ok(None);
         };
@@ -135,19 +151,9 @@ impl EgretProxy {
 
         // Shared state in Redis: deny/allow and the GCRA checks run against Redis.
         if let Some(redis) = policies.redis() {
-            let plan = {
-                let req = session.req_header();
-                let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-                let cookie = |name: &str| cookie_value(req, name);
-                let info = RequestInfo {
-                    site: &site.name,
-                    path: req.uri.path(),
-                    client_ip: ip,
-                    header: &header,
-                    cookie: &cookie,
-                };
-                policies.shared_plan(&info)
-            };
+            let plan = with_request_info(session.req_header(), &site.name, ip, |info| {
+                policies.shared_plan(info)
+            });
             let m = &self.state.metrics;
             use crate::ratelimit::policy::SharedPlan;
             use crate::ratelimit::shared::SharedOutcome;
@@ -213,26 +219,14 @@ impl EgretProxy {
         }
 
         // Decide synchronously: the lookups borrow the request header and must not cross an await.
-        let (decision, flood) = {
-            let req = session.req_header();
-            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-            let cookie = |name: &str| cookie_value(req, name);
-            let info = RequestInfo {
-                site: &site.name,
-                path: req.uri.path(),
-                client_ip: ip,
-                header: &header,
-                cookie: &cookie,
-            };
-            let decision = policies.decide(&self.state.limiter, &info, now);
+        let (decision, flood) = with_request_info(session.req_header(), &site.name, ip, |info| {
+            let decision = policies.decide(&self.state.limiter, info, now);
             let flood = match decision {
-                Decision::Allow => {
-                    Some(policies.flood_check(&self.state.limiter, &info, now, wall))
-                }
+                Decision::Allow => Some(policies.flood_check(&self.state.limiter, info, now, wall)),
                 _ => None,
             };
             (decision, flood)
-        };
+        });
         let m = &self.state.metrics;
         match decision {
             Decision::Allow | Decision::Allowlisted => {}
@@ -987,11 +981,7 @@ impl ProxyHttp for EgretProxy {
         }
         if code > 0 && session.response_written().is_none() {
             ctx.own_status = Some(code);
-            let pages = match (&ctx.site, &ctx.snapshot) {
-                (Some(site), _) => site.error_pages.clone(),
-                (None, Some(s)) => s.global.error_pages.clone(),
-                _ => Default::default(),
-            };
+            let pages = ctx.error_pages();
             if let Err(err) =
                 respond::write_error_page(session, &pages, code, &ctx.request_id, true, &[]).await
             {
