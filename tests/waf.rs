@@ -441,3 +441,115 @@ async fn bodies_over_the_inspection_limit_are_rejected_or_prefix_inspected() {
         403
     );
 }
+
+/// Response phases through the proxy: a data leak in the body (plain and gzip) is replaced by
+/// the block page, a backup download is refused at the header, clean pages (HTML over the
+/// inspection limit included) arrive intact, and detect mode only logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_phases_block_leaks_and_pass_clean_pages() {
+    use std::io::Write;
+    let o = origin("o").await;
+    let leak = b"<html><body><b>Error</b>: You have an error in your SQL syntax; check the manual near '1'' at line 1</body></html>".to_vec();
+    o.set_response(
+        "/leak",
+        500,
+        &[("content-type", "text/html; charset=utf-8")],
+        leak.clone(),
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&leak).unwrap();
+    o.set_page("/leak-gz.html", gz.finish().unwrap(), Some("gzip"));
+    o.set_response(
+        "/download",
+        200,
+        &[
+            ("content-type", "application/octet-stream"),
+            (
+                "content-disposition",
+                "attachment; filename=\"db_backup.sql\"",
+            ),
+        ],
+        b"CREATE TABLE users (id int);".to_vec(),
+    );
+    // A clean page larger than the inspection limit: the prefix is held, the rest streams.
+    let big: String = "<p>市政府常务会议研究部署民生实事。</p>\n".repeat(4000);
+    o.set_page("/big.html", big.clone().into_bytes(), None);
+    let waf = "mode = \"block\"\nresponse_body_limit = 16384";
+    let g = Gateway::start(
+        &[("s", site(o.addr, waf))],
+        &rulesets_global(&shipped_rulesets()),
+        "",
+    );
+
+    let (s, page) = send(&g, "GET", "/leak", &[], None).await;
+    assert_eq!(s, 500, "the status line was already sent");
+    assert!(
+        !page.contains("SQL syntax"),
+        "leak reached the client: {page}"
+    );
+    assert!(page.contains("403"), "block page expected: {page}");
+
+    // gzip: reqwest (no gzip feature) gets the bytes as sent; decode them here.
+    let resp = client()
+        .get(g.url("/leak-gz.html"))
+        .header("host", "s.test")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let bytes = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    assert!(
+        !text.contains("SQL syntax") && text.contains("403"),
+        "{text}"
+    );
+
+    let resp = client()
+        .get(g.url("/download"))
+        .header("host", "s.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert!(resp.headers().get("content-disposition").is_none());
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("CREATE TABLE"), "{body}");
+
+    let (s, page) = send(&g, "GET", "/big.html", &[], None).await;
+    assert_eq!(s, 200);
+    assert_eq!(page.len(), big.len(), "clean page changed in transit");
+    assert_eq!(page, big);
+    let (s, page) = send(&g, "GET", "/", &[], None).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("news-list"));
+
+    // The audit log names the response phases.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(g.audit_log()).unwrap_or_default();
+        if text.contains("\"response_body\"") && text.contains("\"response_headers\"") {
+            assert!(text.contains("101500") && text.contains("101506"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no response-phase audit lines: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Detect mode: the leak is logged, the page passes untouched.
+    g.write_site("s", &site(o.addr, "mode = \"detect\""));
+    let gen = g.generation();
+    g.signal("HUP");
+    g.wait_generation(gen);
+    let (s, page) = send(&g, "GET", "/leak", &[], None).await;
+    assert_eq!(s, 500);
+    assert!(
+        page.contains("SQL syntax"),
+        "detect mode must not alter the page"
+    );
+}

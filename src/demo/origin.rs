@@ -33,8 +33,16 @@ pub struct Origin {
     stop: watch::Sender<bool>,
 }
 
-/// Fixed pages by path: body and optional Content-Encoding.
-type Pages = Arc<std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, Option<String>)>>>;
+/// A fixed response served at one path (tests and the demo set these).
+#[derive(Clone)]
+struct Fixed {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Fixed responses by path.
+type Pages = Arc<std::sync::Mutex<std::collections::HashMap<String, Fixed>>>;
 
 impl Origin {
     /// Starts an origin on `addr` (port 0 for any free port) in the current tokio runtime.
@@ -99,8 +107,25 @@ impl Origin {
 
     /// Serves `body` as an HTML page at `path` (with `Content-Encoding: encoding` when given).
     pub fn set_page(&self, path: &str, body: Vec<u8>, encoding: Option<&str>) {
+        let mut headers = vec![("content-type", "text/html; charset=utf-8")];
+        if let Some(e) = encoding {
+            headers.push(("content-encoding", e));
+        }
+        self.set_response(path, 200, &headers, body);
+    }
+
+    /// Serves a fixed response (status, headers, body) at `path`.
+    pub fn set_response(&self, path: &str, status: u16, headers: &[(&str, &str)], body: Vec<u8>) {
+        let fixed = Fixed {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body,
+        };
         if let Ok(mut p) = self.pages.lock() {
-            p.insert(path.to_string(), (body, encoding.map(str::to_string)));
+            p.insert(path.to_string(), fixed);
         }
     }
 
@@ -250,14 +275,17 @@ async fn handle(
         .unwrap_or("")
         .to_string();
     let fixed = shared.pages.lock().ok().and_then(|p| p.get(&path).cloned());
-    if let Some((body, encoding)) = fixed {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        if let Some(enc) = encoding.and_then(|e| hyper::header::HeaderValue::from_str(&e).ok()) {
-            r.headers_mut().insert(hyper::header::CONTENT_ENCODING, enc);
+    if let Some(f) = fixed {
+        let mut r = Response::new(Full::new(Bytes::from(f.body)));
+        *r.status_mut() = hyper::StatusCode::from_u16(f.status)
+            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        for (k, v) in &f.headers {
+            if let (Ok(k), Ok(v)) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                hyper::header::HeaderValue::from_str(v),
+            ) {
+                r.headers_mut().insert(k, v);
+            }
         }
         return Ok(r);
     }

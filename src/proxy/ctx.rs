@@ -70,8 +70,14 @@ pub struct Ctx {
     pub ratelimit: Option<(Option<Arc<str>>, &'static str, &'static str)>,
     /// Defacement outcome for a protected page (checked, approved-copy, maintenance, ...).
     pub deface_action: &'static str,
-    /// WAF state between phase 1 and phase 2 (requests with a body).
+    /// WAF transaction between the phases: kept for phase 2 (requests with a body) and, when
+    /// the site has response rules, for phases 3 and 4.
     pub waf: Option<Box<super::waf_step::WafState>>,
+    /// Response body held back for WAF phase 4.
+    pub waf_response: Option<Box<super::waf_step::ResponseBody>>,
+    /// The response was blocked after its header: the upstream body is dropped and this page
+    /// sent in its place at the end.
+    pub response_replacement: Option<bytes::Bytes>,
     pub waf_action: &'static str,
     pub waf_rules: String,
     pub waf_score: Option<u32>,
@@ -103,6 +109,8 @@ impl Ctx {
             ratelimit: None,
             deface_action: "",
             waf: None,
+            waf_response: None,
+            response_replacement: None,
             waf_action: "",
             waf_rules: String::new(),
             waf_score: None,

@@ -707,6 +707,8 @@ impl ProxyHttp for EgretProxy {
                     if !bytes.is_empty() || !end_of_stream {
                         *body = Some(bytes);
                     }
+                    // The transaction stays for the response phases.
+                    ctx.waf = Some(w);
                 }
                 BodyStep::TooLarge => {
                     ctx.action = Action::Rejected;
@@ -860,7 +862,9 @@ impl ProxyHttp for EgretProxy {
         )?;
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
         // HTTP/2 clients send an absolute URI and no Host; origins expect origin-form plus Host.
-        if up.uri.authority().is_some() {
+        // An HTTP/1 absolute-form target (pingora keeps it verbatim for the wire) is sent as
+        // origin-form too: old origins misread absolute-form.
+        if up.uri.authority().is_some() || !up.raw_path().starts_with(b"/") {
             if up.headers.get(http::header::HOST).is_none() {
                 if let Some(a) = up.uri.authority() {
                     let a = a.to_string();
@@ -902,11 +906,32 @@ impl ProxyHttp for EgretProxy {
     /// Response headers towards the client: the request ID, so a citizen can quote it.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // WAF phase 3 (and the set-up of phase 4) when the site has response rules.
+        if ctx.waf.is_some() {
+            if let Some(site) = ctx.site.clone() {
+                use waf_step::ResponsePlan;
+                match waf_step::response_headers(
+                    &self.state,
+                    ctx,
+                    &site.name,
+                    session.req_header(),
+                    resp,
+                )? {
+                    ResponsePlan::Pass => {}
+                    ResponsePlan::Replaced(page) => {
+                        ctx.action = Action::Blocked;
+                        ctx.error = Some("response blocked by the WAF");
+                        ctx.response_replacement = page;
+                    }
+                    ResponsePlan::InspectBody(rb) => ctx.waf_response = Some(rb),
+                }
+            }
+        }
         if ctx.site.as_ref().is_some_and(|s| s.security_headers) {
             // Step 9: hide origin banners, add the basic security headers the origin left out.
             resp.remove_header("server");
@@ -933,6 +958,71 @@ impl ProxyHttp for EgretProxy {
             }
         }
         Ok(())
+    }
+
+    /// WAF phase 4: the response body is held back until inspected (or replaced after a
+    /// phase 3 or phase 4 block).
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(page) = &ctx.response_replacement {
+            // On the response side None does not end the stream: the origin's bytes are dropped.
+            *body = end_of_stream.then(|| page.clone());
+            return Ok(None);
+        }
+        let (Some(mut rb), Some(mut w)) = (ctx.waf_response.take(), ctx.waf.take()) else {
+            return Ok(None);
+        };
+        use waf_step::ResponseStep;
+        let step = rb.feed(&mut w.tx, body.take(), end_of_stream);
+        let site = ctx.site.clone();
+        let record = |ctx: &mut Ctx, v: &crate::waf::Verdict| {
+            if let Some(site) = &site {
+                waf_step::record(
+                    &self.state,
+                    ctx,
+                    &site.name,
+                    session.req_header(),
+                    v,
+                    "response_body",
+                );
+            }
+        };
+        match step {
+            ResponseStep::Hold => {
+                ctx.waf_response = Some(rb);
+            }
+            ResponseStep::Forward(bytes, verdict) => {
+                record(ctx, &verdict);
+                // Inspection is over: the held-back bytes go out, the rest streams through.
+                *body = Some(bytes);
+            }
+            ResponseStep::Block(verdict) => {
+                record(ctx, &verdict);
+                ctx.action = Action::Blocked;
+                ctx.error = Some("response blocked by the WAF");
+                let page = ctx.error_pages().render(403, &ctx.request_id);
+                match rb.block_page(&page) {
+                    Some(page) => {
+                        *body = end_of_stream.then(|| page.clone());
+                        ctx.response_replacement = Some(page);
+                    }
+                    // A coding Egret cannot produce: cut the stream rather than leak the body.
+                    None => {
+                        return Error::e_explain(
+                            HTTPStatus(403),
+                            "response blocked by the WAF (stream aborted)",
+                        )
+                    }
+                }
+            }
+        }
+        ctx.waf = Some(w);
+        Ok(None)
     }
 
     /// Errors after routing: the status, the branded page, and the log fields.

@@ -7,7 +7,7 @@ use super::ctx::Ctx;
 use crate::state::AppState;
 use crate::waf::{self, Transaction, Verdict};
 use bytes::{Bytes, BytesMut};
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use serde_json::json;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -59,19 +59,24 @@ pub fn phase1(
     if verdict.is_block() {
         return (verdict, None);
     }
-    if !has_body {
-        // Most argument rules run in phase 2 (as in CRS): without a body, run it now.
-        return (tx.eval_body(&[]), None);
-    }
-    let state = has_body.then(|| WafState {
+    let mut state = WafState {
         tx,
         buf: BytesMut::new(),
         limit: policy.inspect_body_limit,
         over_limit: policy.over_limit,
         done: false,
         content_encoding: header("content-encoding").map(|s| s.trim().to_ascii_lowercase()),
-    });
-    (verdict, state)
+    };
+    if has_body {
+        return (verdict, Some(state));
+    }
+    // Most argument rules run in phase 2 (as in CRS): without a body, run it now.
+    let verdict = state.tx.eval_body(&[]);
+    state.done = true;
+    // The transaction lives on only when the response phases will need it.
+    let keep =
+        !verdict.is_block() && (policy.inspect_response_headers || policy.inspect_response_body);
+    (verdict, keep.then_some(state))
 }
 
 /// What phase 2 decided for a body chunk.
@@ -192,4 +197,162 @@ pub fn record(
         "rules": rules,
     });
     state.audit_log.write_json(&line);
+}
+
+/// What the response side of the WAF does with one response.
+pub enum ResponsePlan {
+    /// Nothing to inspect: stream it.
+    Pass,
+    /// Phase 3 blocked: the response was replaced by this page (written at the end of the
+    /// upstream body, or not at all for bodiless responses).
+    Replaced(Option<Bytes>),
+    /// Hold the body back for phase 4.
+    InspectBody(Box<ResponseBody>),
+}
+
+/// A response body held back for phase 4.
+pub struct ResponseBody {
+    buf: BytesMut,
+    limit: usize,
+    content_encoding: Option<String>,
+}
+
+/// What phase 4 decided for a response body chunk.
+pub enum ResponseStep {
+    Hold,
+    /// Inspection finished: forward these bytes (the held-back prefix, then each chunk).
+    Forward(Bytes, Verdict),
+    Block(Verdict),
+}
+
+/// Whether phase 4 can read this response: text types only, a body to read, no upgrade.
+fn body_inspectable(method: &http::Method, resp: &ResponseHeader) -> bool {
+    let status = resp.status.as_u16();
+    if method == http::Method::HEAD || status < 200 || status == 204 || status == 304 {
+        return false;
+    }
+    let Some(ct) = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let ct = ct.to_ascii_lowercase();
+    ct.starts_with("text/")
+        || ct.contains("json")
+        || ct.contains("xml")
+        || ct.contains("javascript")
+}
+
+/// Phase 3 on the response header and, when phase 4 will run, re-framing of the response so
+/// that its body can be held back (and replaced by the block page).
+pub fn response_headers(
+    state: &AppState,
+    ctx: &mut Ctx,
+    site: &str,
+    req: &RequestHeader,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<ResponsePlan> {
+    let Some(mut w) = ctx.waf.take() else {
+        return Ok(ResponsePlan::Pass);
+    };
+    let (check_headers, check_body, limit) = {
+        let p = w.tx.policy();
+        (
+            p.inspect_response_headers,
+            p.inspect_response_body,
+            p.response_body_limit,
+        )
+    };
+    let status = resp.status.as_u16();
+    let mut plan = ResponsePlan::Pass;
+    if check_headers {
+        let headers: Vec<(&str, &[u8])> = resp
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        let verdict = w.tx.eval_response_headers(status, &headers);
+        record(state, ctx, site, req, &verdict, "response_headers");
+        if verdict.is_block() {
+            let page = Bytes::from(ctx.error_pages().render(403, &ctx.request_id));
+            let bodiless =
+                req.method == http::Method::HEAD || status == 204 || status == 304 || status < 200;
+            *resp = ResponseHeader::build(403, Some(6))?;
+            resp.insert_header("content-type", "text/html; charset=utf-8")?;
+            resp.insert_header("cache-control", "no-store")?;
+            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+            // pingora calls no body filter for a 204/304 upstream: announce no body then.
+            let len = if status == 204 || status == 304 {
+                0
+            } else {
+                page.len()
+            };
+            resp.insert_header("content-length", len.to_string())?;
+            plan = ResponsePlan::Replaced((!bodiless).then_some(page));
+        }
+    }
+    if matches!(plan, ResponsePlan::Pass) && check_body && body_inspectable(&req.method, resp) {
+        let content_encoding = resp
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty() && s != "identity");
+        // The body may be replaced: its length is no longer known in advance.
+        resp.remove_header("content-length");
+        if req.version == http::Version::HTTP_11 {
+            resp.insert_header("transfer-encoding", "chunked")?;
+        }
+        plan = ResponsePlan::InspectBody(Box::new(ResponseBody {
+            buf: BytesMut::new(),
+            limit,
+            content_encoding,
+        }));
+    }
+    ctx.waf = Some(w);
+    Ok(plan)
+}
+
+impl ResponseBody {
+    /// Feeds a response chunk; inspects at the end of the body or when the limit is reached.
+    pub fn feed(&mut self, tx: &mut Transaction, chunk: Option<Bytes>, end: bool) -> ResponseStep {
+        if let Some(c) = chunk {
+            self.buf.extend_from_slice(&c);
+        }
+        if !end && self.buf.len() < self.limit {
+            return ResponseStep::Hold;
+        }
+        let decoded = match self.content_encoding.as_deref() {
+            None => None,
+            Some(enc) => {
+                crate::deface::decode_body(Some(enc), &self.buf, self.limit.saturating_mul(10))
+                    .ok()
+                    .map(|d| d.into_owned())
+            }
+        };
+        let body: &[u8] = decoded.as_deref().unwrap_or(&self.buf);
+        let verdict = tx.eval_response_body(&body[..body.len().min(self.limit)]);
+        if verdict.is_block() {
+            return ResponseStep::Block(verdict);
+        }
+        ResponseStep::Forward(std::mem::take(&mut self.buf).freeze(), verdict)
+    }
+
+    /// The block page in the response's content coding (gzip is re-encoded; for other
+    /// codings `None`: the caller aborts the stream instead of sending garbage).
+    pub fn block_page(&self, page: &str) -> Option<Bytes> {
+        match self.content_encoding.as_deref() {
+            None => Some(Bytes::copy_from_slice(page.as_bytes())),
+            Some("gzip") | Some("x-gzip") => {
+                use std::io::Write;
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(page.as_bytes()).ok()?;
+                enc.finish().ok().map(Bytes::from)
+            }
+            Some(_) => None,
+        }
+    }
 }

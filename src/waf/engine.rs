@@ -196,6 +196,11 @@ impl Engine {
     }
 
     /// All rules, in evaluation order.
+    /// Whether any rule runs in `phase` (the proxy skips response inspection otherwise).
+    pub fn has_rules_in(&self, phase: Phase) -> bool {
+        !self.phase_rules[phase as usize - 1].is_empty()
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
@@ -381,6 +386,58 @@ impl TxState {
         request::decode_body(&mut self.vars, self.content_type.as_deref(), body);
         self.run_phase(cx, Phase::RequestBody);
         self.verdict(cx)
+    }
+
+    /// Phase 3: response status and headers. The verdict holds only this phase's matches and
+    /// blocks on the outbound score (or a `deny`).
+    fn eval_response_headers(
+        &mut self,
+        cx: Cx<'_>,
+        status: u16,
+        headers: &[(&str, &[u8])],
+    ) -> Verdict {
+        if cx.policy.mode == Mode::Off || self.allowed {
+            return Verdict::allow();
+        }
+        let start = self.matches.len();
+        self.vars.add_response_headers(status, headers);
+        self.run_phase(cx, Phase::ResponseHeaders);
+        self.response_verdict(cx, start)
+    }
+
+    /// Phase 4: the response body (decompressed, capped by the caller).
+    fn eval_response_body(&mut self, cx: Cx<'_>, body: &[u8]) -> Verdict {
+        if cx.policy.mode == Mode::Off || self.allowed {
+            return Verdict::allow();
+        }
+        let start = self.matches.len();
+        self.vars.set_response_body(body);
+        self.run_phase(cx, Phase::ResponseBody);
+        self.response_verdict(cx, start)
+    }
+
+    fn response_verdict(&self, cx: Cx<'_>, start: usize) -> Verdict {
+        let p = cx.policy;
+        let new = &self.matches[start.min(self.matches.len())..];
+        let over = self.denied || self.outbound >= p.outbound_threshold;
+        let action = if over && !self.allowed {
+            if p.mode == Mode::Block && !self.detect_only {
+                Action::Block
+            } else {
+                Action::Log
+            }
+        } else if new.is_empty() {
+            Action::Allow
+        } else {
+            Action::Log
+        };
+        Verdict {
+            action,
+            score: self.inbound,
+            outbound_score: self.outbound,
+            matches: new.to_vec(),
+            body_over_limit: false,
+        }
     }
 
     fn verdict(&self, cx: Cx<'_>) -> Verdict {
@@ -950,6 +1007,32 @@ impl<E: Deref<Target = Engine>, P: Deref<Target = SitePolicy>> Transaction<E, P>
             policy: &self.policy,
         };
         self.st.eval_body(cx, body)
+    }
+
+    /// Phase 3: the response status and headers. Call after the request phases; the verdict
+    /// holds this phase's matches only and blocks when the outbound score reaches the site's
+    /// threshold.
+    pub fn eval_response_headers(&mut self, status: u16, headers: &[(&str, &[u8])]) -> Verdict {
+        let cx = Cx {
+            engine: &self.engine,
+            policy: &self.policy,
+        };
+        self.st.eval_response_headers(cx, status, headers)
+    }
+
+    /// Phase 4: the response body (decompressed and capped at the site's response inspection
+    /// limit by the caller).
+    pub fn eval_response_body(&mut self, body: &[u8]) -> Verdict {
+        let cx = Cx {
+            engine: &self.engine,
+            policy: &self.policy,
+        };
+        self.st.eval_response_body(cx, body)
+    }
+
+    /// The site policy this transaction runs under.
+    pub fn policy(&self) -> &SitePolicy {
+        &self.policy
     }
 
     /// The decoded variables (for explain and tests).

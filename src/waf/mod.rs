@@ -27,5 +27,8 @@ pub use explain::{explain, Explanation};
 pub use load::LoadError;
 pub use policy::{ExclusionConfig, Mode, OverLimit, SitePolicy, SitePolicyConfig};
 pub use request::Request;
-pub use testing::{evaluate_corpus, run_rule_tests, CorpusReport, OwnedRequest, TestReport};
+pub use testing::{
+    evaluate_corpus, evaluate_exchange, run_rule_tests, CorpusReport, OwnedRequest, OwnedResponse,
+    TestReport,
+};
 pub use verdict::{Action, RuleMatch, Verdict};

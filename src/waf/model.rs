@@ -17,9 +17,9 @@ pub enum Phase {
     RequestHeaders = 1,
     /// Phase 2: request body (ARGS then contains GET and POST arguments).
     RequestBody = 2,
-    /// Phase 3: response headers (not evaluated by the engine yet).
+    /// Phase 3: response status and headers.
     ResponseHeaders = 3,
-    /// Phase 4: response body (not evaluated by the engine yet).
+    /// Phase 4: response body (text types, up to the site's response inspection limit).
     ResponseBody = 4,
 }
 

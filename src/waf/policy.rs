@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::engine::Engine;
 use super::load::parse_target;
-use super::model::{Exclusion, Selector, Variable};
+use super::model::{Exclusion, Phase, Selector, Variable};
 
 /// Per-site mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -63,6 +63,10 @@ pub struct SitePolicyConfig {
     pub exclusions: Vec<ExclusionConfig>,
     /// Path prefixes where rich text is expected: XSS-tagged rules ignore arguments there.
     pub trusted_paths: Vec<String>,
+    /// Run the response-body rules (phase 4) on text responses (HTML, JSON, XML, JS, plain).
+    pub inspect_response_body: bool,
+    /// Bytes of a response body held back and inspected; the rest streams through unseen.
+    pub response_body_limit: usize,
 }
 
 impl Default for SitePolicyConfig {
@@ -76,6 +80,8 @@ impl Default for SitePolicyConfig {
             over_limit: OverLimit::Reject,
             exclusions: Vec::new(),
             trusted_paths: Vec::new(),
+            inspect_response_body: true,
+            response_body_limit: DEFAULT_RESPONSE_BODY_LIMIT,
         }
     }
 }
@@ -89,6 +95,9 @@ pub(crate) struct CompiledExclusion {
     pub target: Option<Exclusion>,
 }
 
+/// Default bytes of a response body inspected by phase 4.
+pub const DEFAULT_RESPONSE_BODY_LIMIT: usize = 512 * 1024;
+
 /// Tag whose rules ignore arguments on trusted (rich-text) paths.
 pub const TRUSTED_PATH_TAG: &str = "attack-xss";
 
@@ -101,6 +110,11 @@ pub struct SitePolicy {
     pub outbound_threshold: u32,
     pub inspect_body_limit: usize,
     pub over_limit: OverLimit,
+    /// Some enabled rule runs in phase 3 (response headers).
+    pub inspect_response_headers: bool,
+    /// Some enabled rule runs in phase 4 and the site inspects response bodies.
+    pub inspect_response_body: bool,
+    pub response_body_limit: usize,
     pub(crate) exclusions: Vec<CompiledExclusion>,
     /// Rules disabled everywhere (paranoia filter and unscoped rule exclusions).
     pub(crate) disabled: Vec<bool>,
@@ -116,6 +130,9 @@ impl SitePolicy {
             outbound_threshold: 4,
             inspect_body_limit: 1024 * 1024,
             over_limit: OverLimit::Reject,
+            inspect_response_headers: false,
+            inspect_response_body: false,
+            response_body_limit: DEFAULT_RESPONSE_BODY_LIMIT,
             exclusions: Vec::new(),
             disabled: Vec::new(),
         }
@@ -133,6 +150,9 @@ impl SitePolicy {
                 outbound_threshold: 4,
                 inspect_body_limit: 1024 * 1024,
                 over_limit: OverLimit::Reject,
+                inspect_response_headers: false,
+                inspect_response_body: false,
+                response_body_limit: DEFAULT_RESPONSE_BODY_LIMIT,
                 exclusions: Vec::new(),
                 disabled: vec![false; engine.rules().len()],
             },
@@ -153,6 +173,9 @@ impl SitePolicyConfig {
         }
         if self.inspect_body_limit == 0 {
             errors.push("waf.inspect_body_limit must be positive".to_owned());
+        }
+        if self.response_body_limit == 0 {
+            errors.push("waf.response_body_limit must be positive".to_owned());
         }
         let rules = engine.rules();
         let mut disabled: Vec<bool> = rules.iter().map(|r| r.paranoia > self.paranoia).collect();
@@ -244,7 +267,16 @@ impl SitePolicyConfig {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let enabled_in = |phase: Phase| {
+            rules
+                .iter()
+                .zip(&disabled)
+                .any(|(r, off)| !off && r.phase == phase)
+        };
         Ok(SitePolicy {
+            inspect_response_headers: enabled_in(Phase::ResponseHeaders),
+            inspect_response_body: self.inspect_response_body && enabled_in(Phase::ResponseBody),
+            response_body_limit: self.response_body_limit,
             mode: self.mode,
             paranoia: self.paranoia,
             inbound_threshold: self.inbound_threshold,

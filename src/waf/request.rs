@@ -124,6 +124,19 @@ impl Vars {
         self.alias(Variable::ArgsNames, nid);
     }
 
+    /// Adds the response status and headers (phase 3 variables).
+    pub fn add_response_headers(&mut self, status: u16, headers: &[(&str, &[u8])]) {
+        self.set(Variable::ResponseStatus, status.to_string());
+        for (name, value) in headers.iter().take(MAX_ITEMS) {
+            self.push(Variable::ResponseHeaders, name, value.to_vec());
+        }
+    }
+
+    /// Sets the (already decompressed, possibly truncated) response body (phase 4).
+    pub fn set_response_body(&mut self, body: &[u8]) {
+        self.set(Variable::ResponseBody, body.to_vec());
+    }
+
     /// Recomputes ARGS_COMBINED_SIZE (names plus values).
     fn update_combined_size(&mut self) {
         let total: usize = self

@@ -147,6 +147,73 @@ impl OwnedRequest {
     }
 }
 
+/// A response owning its bytes, for the inline tests of response-phase rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedResponse {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl OwnedResponse {
+    /// Parses raw HTTP response text: `HTTP/1.1 200 OK`, header lines, a blank line, the body.
+    pub fn parse_raw(text: &str) -> Result<OwnedResponse, String> {
+        // The same framing as a request: reuse its parser on the status line.
+        let r = OwnedRequest::parse_raw(text)?;
+        if !r.method.starts_with("HTTP/") {
+            return Err(format!("expected a status line, got {:?}", r.method));
+        }
+        let code = r.uri.split_whitespace().next().unwrap_or("");
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .filter(|s| (100..=999).contains(s))
+            .ok_or_else(|| format!("bad status code {code:?}"))?;
+        Ok(OwnedResponse {
+            status,
+            headers: r.headers,
+            body: r.body,
+        })
+    }
+}
+
+/// Evaluates `req` (both request phases) and then `resp` (phases 3 and 4); the verdict holds
+/// the matches of all four phases and the response-side action.
+pub fn evaluate_exchange(
+    engine: &Engine,
+    policy: &SitePolicy,
+    req: &OwnedRequest,
+    resp: &OwnedResponse,
+) -> Verdict {
+    req.with_request(|r| {
+        let mut tx = engine.transaction(policy, r);
+        let mut all = tx.eval_headers();
+        if all.is_block() {
+            return all;
+        }
+        all = tx.eval_body(r.body.unwrap_or(&[]));
+        if all.is_block() {
+            return all;
+        }
+        let hs: Vec<(&str, &[u8])> = resp
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let mut v = tx.eval_response_headers(resp.status, &hs);
+        if !v.is_block() {
+            let b = tx.eval_response_body(&resp.body);
+            v.matches.extend(b.matches);
+            v.action = b.action;
+            v.outbound_score = b.outbound_score;
+        }
+        let mut matches = all.matches;
+        matches.extend(v.matches);
+        v.matches = matches;
+        v
+    })
+}
+
 /// The policy rule tests run under: paranoia 4, detect mode, no threshold.
 pub fn test_policy(engine: &Engine) -> SitePolicy {
     let cfg = SitePolicyConfig {
@@ -233,15 +300,22 @@ pub fn run_rule_tests(engine: &Engine) -> TestReport {
         };
         for (n, t) in rule.tests.iter().enumerate() {
             let first = t.request.lines().next().unwrap_or("");
-            let req = match OwnedRequest::parse_raw(&t.request) {
-                Ok(r) => r,
+            // Response-phase rules are tested with a response to `GET /`.
+            let parsed = if rule.phase.is_inbound() {
+                OwnedRequest::parse_raw(&t.request).map(|req| req.evaluate(engine, &policy))
+            } else {
+                OwnedRequest::parse_raw("GET / HTTP/1.1\nHost: test")
+                    .and_then(|req| Ok((req, OwnedResponse::parse_raw(&t.request)?)))
+                    .map(|(req, resp)| evaluate_exchange(engine, &policy, &req, &resp))
+            };
+            let v = match parsed {
+                Ok(v) => v,
                 Err(e) => {
                     res.failures
-                        .push(format!("test {n}: unparsable request ({e}): {first}"));
+                        .push(format!("test {n}: unparsable test ({e}): {first}"));
                     continue;
                 }
             };
-            let v = req.evaluate(engine, &policy);
             let hit = v.matches.iter().find(|m| m.id == rule.id);
             match (t.must_match, hit) {
                 (true, Some(_)) | (false, None) => res.passed += 1,

@@ -56,7 +56,7 @@ pub struct Verdict {
     pub action: Action,
     /// Inbound anomaly score.
     pub score: u32,
-    /// Outbound anomaly score (response phases; 0 until they are evaluated).
+    /// Outbound anomaly score (response phases 3 and 4).
     pub outbound_score: u32,
     pub matches: Vec<RuleMatch>,
     /// The body exceeded the site's inspection limit.
