@@ -27,7 +27,11 @@ const fn reject(status: u16, reason: &'static str) -> Reject {
 /// Framing checks that do not depend on the site. `raw_h1` is the raw header block of an
 /// HTTP/1 request (None for HTTP/2, whose framing is done by the h2 layer).
 pub fn check_framing(req: &RequestHeader, raw_h1: Option<&[u8]>) -> Result<(), Reject> {
+    if req.method == http::Method::CONNECT {
+        return Err(reject(405, "CONNECT is not proxied"));
+    }
     if let Some(raw) = raw_h1 {
+        check_request_line(raw)?;
         let mut cl = 0;
         let mut te = 0;
         for line in raw.split(|&b| b == b'\n').skip(1) {
@@ -66,8 +70,48 @@ pub fn check_framing(req: &RequestHeader, raw_h1: Option<&[u8]>) -> Result<(), R
     if hosts > 1 {
         return Err(reject(400, "duplicate Host"));
     }
-    if req.method == http::Method::CONNECT {
-        return Err(reject(405, "CONNECT is not proxied"));
+    // A GET or HEAD with a body is the CL.0 desync vector against origins that ignore the body
+    // of such requests and read it as the next request (CRS rules 920170/920171 refuse it too).
+    if req.method == http::Method::GET || req.method == http::Method::HEAD {
+        let te = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+        let cl = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes().trim_ascii() != b"0");
+        if te || cl {
+            return Err(reject(400, "GET or HEAD with a body"));
+        }
+    }
+    Ok(())
+}
+
+/// The HTTP/1 request line must be `method SP target SP version` with exactly one space between
+/// the parts (pingora tolerates more and percent-encodes what lands in the target), and the
+/// target in origin-form (`/...`) or absolute-form (`http://`, `https://`), without control
+/// bytes or spaces. Bytes of 0x80 and above (raw UTF-8 paths) are let through as nginx does.
+fn check_request_line(raw: &[u8]) -> Result<(), Reject> {
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or(raw);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(_version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(reject(400, "malformed request line"));
+    };
+    if method.is_empty() || target.is_empty() {
+        return Err(reject(400, "malformed request line"));
+    }
+    if target.iter().any(|&b| b < 0x21 || b == 0x7f) {
+        return Err(reject(400, "control byte in the request target"));
+    }
+    let absolute = target.len() > 8
+        && (target[..7].eq_ignore_ascii_case(b"http://")
+            || target[..8].eq_ignore_ascii_case(b"https://"));
+    if target[0] != b'/' && !absolute {
+        return Err(reject(
+            400,
+            "request target not in origin-form or absolute-form",
+        ));
     }
     Ok(())
 }
@@ -154,6 +198,39 @@ mod tests {
             check_framing(&r, Some(raw)).unwrap_err().reason,
             "obsolete line folding"
         );
+    }
+
+    #[test]
+    fn request_lines() {
+        let r = req(&[("host", "a")]);
+        for bad in [
+            &b"GET  /x HTTP/1.1\r\n\r\n"[..],
+            b"GET /x y HTTP/1.1\r\n\r\n",
+            b"GET /x\x00 HTTP/1.1\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\n\r\n",
+            b"GET x HTTP/1.1\r\n\r\n",
+            b"GET ftp://a/x HTTP/1.1\r\n\r\n",
+            b"GET /x\r\n\r\n",
+        ] {
+            let e = check_framing(&r, Some(bad)).unwrap_err();
+            assert_eq!(e.status, 400, "{}", String::from_utf8_lossy(bad));
+        }
+        for good in [
+            &b"GET /x HTTP/1.1\r\n\r\n"[..],
+            b"GET /\xe6\x96\xb0 HTTP/1.1\n\n",
+            b"GET HTTP://a/x HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(check_framing(&r, Some(good)).is_ok());
+        }
+    }
+
+    #[test]
+    fn get_with_a_body() {
+        let mut r = RequestHeader::build("GET", b"/x", None).unwrap();
+        r.append_header("content-length", "0").unwrap();
+        assert!(check_framing(&r, None).is_ok());
+        r.insert_header("content-length", "5").unwrap();
+        assert_eq!(check_framing(&r, None).unwrap_err().status, 400);
     }
 
     #[test]
