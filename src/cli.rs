@@ -38,6 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         action: RulesCommand,
     },
+    /// OWASP CRS tools: run the CRS regression suite in process.
+    Crs {
+        #[command(subcommand)]
+        action: CrsCommand,
+    },
     /// Defacement protection: baselines, approvals, status, offline verdicts.
     Deface {
         #[command(subcommand)]
@@ -47,6 +52,30 @@ pub enum Command {
     Demo {
         #[arg(short, long, default_value = "config/egret.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CrsCommand {
+    /// Run the CRS YAML regression tests (paranoia 4, detection only, as the CRS suite
+    /// documents) and, with `--blocking`, the blocking-mode check at paranoia 1.
+    Regress {
+        /// The CRS installation (holding `rules/`).
+        #[arg(long)]
+        crs: PathBuf,
+        /// The regression tests (`tests/regression/tests` of the CRS checkout).
+        #[arg(long)]
+        tests: PathBuf,
+        /// Known failures (`"RULE-TEST" = "reason"`); default: rulesets/crs-known-failures.toml
+        /// when it exists.
+        #[arg(long)]
+        known: Option<PathBuf>,
+        /// Also run the blocking-mode check with this benign JSONL corpus.
+        #[arg(long)]
+        blocking: Option<PathBuf>,
+        /// Print every failure.
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -146,6 +175,30 @@ pub fn main() -> ExitCode {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("egret rules: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Crs { action } => {
+            let res = match action {
+                CrsCommand::Regress {
+                    crs,
+                    tests,
+                    known,
+                    blocking,
+                    verbose,
+                } => crate::crs_cli::regress(
+                    &crs,
+                    &tests,
+                    known.as_deref(),
+                    blocking.as_deref(),
+                    verbose,
+                ),
+            };
+            match res {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("egret crs: {e:#}");
                     ExitCode::from(2)
                 }
             }

@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod crs_cli;
 pub mod deface;
 pub mod deface_cli;
 pub mod demo;

@@ -318,7 +318,8 @@ struct TxState {
 
 impl TxState {
     fn new(engine: &Engine, policy: &SitePolicy, req: &Request<'_>) -> TxState {
-        let vars = request::decode_headers(req);
+        let mut vars = request::decode_headers(req);
+        vars.set(Variable::UniqueId, format!("{:016x}", fastrand::u64(..)));
         let mut disabled = policy.disabled.clone();
         disabled.resize(engine.rules.len(), false);
         let mut removals: HashMap<usize, Vec<Exclusion>> = HashMap::new();
@@ -384,6 +385,19 @@ impl TxState {
             body = &body[..cx.policy.inspect_body_limit];
         }
         request::decode_body(&mut self.vars, self.content_type.as_deref(), body);
+        let files_size: u64 = self
+            .vars
+            .ids(Variable::FilesSizes)
+            .iter()
+            .filter_map(|&id| {
+                std::str::from_utf8(&self.vars.item(id).value)
+                    .ok()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        self.vars
+            .set(Variable::FilesCombinedSize, files_size.to_string());
         self.run_phase(cx, Phase::RequestBody);
         self.verdict(cx)
     }
@@ -470,7 +484,7 @@ impl TxState {
         let list = &engine.phase_rules[phase as usize - 1];
         let mut pos = 0;
         let mut resume_after: Option<usize> = None;
-        while pos < list.len() && !self.allowed && !self.denied {
+        while pos < list.len() && !self.allowed && !(self.denied && self.enforcing(cx)) {
             let ri = list[pos];
             pos += 1;
             if let Some(t) = resume_after {
@@ -526,7 +540,12 @@ impl TxState {
             let hits = &all_hits[depth.min(all_hits.len() - 1)];
             for sv in &l.actions.set_vars {
                 let value = self.expand(&sv.value, rule, hits.last());
-                let key = sv.name.to_ascii_lowercase();
+                let key = if sv.name.contains("%{") {
+                    self.expand(&sv.name, rule, hits.last())
+                } else {
+                    sv.name.clone()
+                }
+                .to_ascii_lowercase();
                 match sv.op {
                     SetVarOp::Set => {
                         self.tx.insert(key, value.into_bytes());
@@ -613,6 +632,14 @@ impl TxState {
                 }
                 Ctl::RuleEngineOff => self.allowed = true,
                 Ctl::RuleEngineDetectOnly => self.detect_only = true,
+                Ctl::RuleRemoveTargetByTag(tag, ex) => {
+                    for (i, r) in engine.rules.iter().enumerate() {
+                        if r.has_tag(tag) {
+                            self.removals.entry(i).or_default().push(ex.clone());
+                        }
+                    }
+                }
+                Ctl::RequestBodyProcessor(ct) => self.content_type = Some((*ct).to_owned()),
             }
         }
     }
@@ -661,7 +688,7 @@ impl TxState {
                     "rule.id" => rule.id.to_string(),
                     "rule.msg" => rule.msg.clone(),
                     "rule.severity" => rule.severity.to_string(),
-                    _ => String::new(),
+                    _ => self.variable_text(&name),
                 }
             };
             out.push_str(&val);
@@ -712,9 +739,7 @@ impl TxState {
         let v = &v[..v.len().min(VALUE_INSPECT_LIMIT)];
         let t = transform::apply_chain(&rule.transforms, v);
         let mut caps = std::mem::take(&mut self.caps);
-        let ok = rule
-            .operator
-            .eval(&t, Some(self.client_ip), &mut caps, rule.actions.capture);
+        let ok = self.op_eval(rule, &t, &mut caps);
         let out = if ok {
             Some((t.into_owned(), caps.clone()))
         } else {
@@ -870,17 +895,52 @@ impl TxState {
         }
         let mut caps = std::mem::take(&mut self.caps);
         let value = self.node_value(cx, id, node);
-        let out =
-            if rule
-                .operator
-                .eval(value, Some(self.client_ip), &mut caps, rule.actions.capture)
-            {
-                Some((value.to_vec(), caps.clone()))
-            } else {
-                None
-            };
+        let out = if self.op_eval(rule, value, &mut caps) {
+            Some((value.to_vec(), caps.clone()))
+        } else {
+            None
+        };
         self.caps = caps;
         out
+    }
+
+    /// Runs a rule's operator on a transformed value, expanding a macro argument first.
+    fn op_eval(&self, rule: &Rule, value: &[u8], caps: &mut Vec<Vec<u8>>) -> bool {
+        match rule.operator.macro_template() {
+            Some(t) => {
+                caps.clear();
+                let arg = self.expand(t, rule, None);
+                rule.operator.eval_macro(value, arg.as_bytes())
+            }
+            None => rule
+                .operator
+                .eval(value, Some(self.client_ip), caps, rule.actions.capture),
+        }
+    }
+
+    /// Whether a `deny` ends evaluation: only when it is enforced (block mode, not
+    /// detection-only). Otherwise evaluation goes on, as ModSecurity's DetectionOnly does.
+    fn enforcing(&self, cx: Cx<'_>) -> bool {
+        cx.policy.mode == Mode::Block && !self.detect_only
+    }
+
+    /// A request variable for macro expansion: `remote_addr`, `request_line`,
+    /// `request_headers.host` (first member with that key), `args._method`.
+    fn variable_text(&self, name: &str) -> String {
+        let (var, key) = match name.split_once('.') {
+            Some((v, k)) => (v, Some(k)),
+            None => (name, None),
+        };
+        let Some(var) = Variable::parse(var) else {
+            return String::new();
+        };
+        self.vars
+            .ids(var)
+            .iter()
+            .map(|&id| self.vars.item(id))
+            .find(|it| key.is_none_or(|k| it.key.eq_ignore_ascii_case(k)))
+            .map(|it| String::from_utf8_lossy(&it.value).into_owned())
+            .unwrap_or_default()
     }
 
     fn excluded(&self, ri: usize, rule: &Rule, var: Variable, key: &str) -> bool {

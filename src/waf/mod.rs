@@ -18,6 +18,7 @@ pub mod multipart;
 pub mod operator;
 pub mod policy;
 pub mod request;
+pub mod seclang;
 pub mod testing;
 pub mod transform;
 pub mod verdict;

@@ -162,6 +162,8 @@ pub enum Variable {
     ResponseStatus,
     ResponseHeaders,
     ResponseBody,
+    UniqueId,
+    FilesCombinedSize,
 }
 
 /// Name table: the single source for parsing and printing variable names.
@@ -239,6 +241,8 @@ const VARIABLE_NAMES: &[(Variable, &str)] = &[
     (Variable::ResponseStatus, "RESPONSE_STATUS"),
     (Variable::ResponseHeaders, "RESPONSE_HEADERS"),
     (Variable::ResponseBody, "RESPONSE_BODY"),
+    (Variable::UniqueId, "UNIQUE_ID"),
+    (Variable::FilesCombinedSize, "FILES_COMBINED_SIZE"),
 ];
 
 /// Number of variables (size of per-variable tables).
@@ -459,6 +463,10 @@ pub enum Ctl {
     RuleRemoveByTag(String),
     /// `ctl:ruleRemoveTargetById=N;ARGS:x`.
     RuleRemoveTargetById(u32, Exclusion),
+    /// `ctl:ruleRemoveTargetByTag=T;ARGS:x`.
+    RuleRemoveTargetByTag(String, Exclusion),
+    /// `ctl:requestBodyProcessor=...`: decode the body as this content type.
+    RequestBodyProcessor(&'static str),
     /// `ctl:ruleEngine=Off`: stop evaluating, allow the request.
     RuleEngineOff,
     /// `ctl:ruleEngine=DetectionOnly`: never block this request.

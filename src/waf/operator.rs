@@ -31,6 +31,10 @@ pub enum OpKind {
     EndsWith(Vec<u8>),
     Streq(Vec<u8>),
     Within(Vec<u8>),
+    ContainsWord(Vec<u8>),
+    /// An operator whose argument has `%{...}` macros, expanded per request by the engine
+    /// (see [`Operator::macro_template`] and [`Operator::eval_macro`]).
+    Macro(MacroOp, String),
     Eq(i64),
     Gt(i64),
     Ge(i64),
@@ -44,6 +48,88 @@ pub enum OpKind {
     ValidateByteRange(Vec<(u8, u8)>),
     UnconditionalMatch,
     NoMatch,
+}
+
+/// Operators that accept a macro argument (`@ge %{tx.inbound_anomaly_score_threshold}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacroOp {
+    Eq,
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Within,
+    Streq,
+    EndsWith,
+    BeginsWith,
+    Contains,
+    ContainsWord,
+}
+
+impl MacroOp {
+    fn parse(name: &str) -> Option<MacroOp> {
+        Some(match name {
+            "eq" => MacroOp::Eq,
+            "ge" => MacroOp::Ge,
+            "gt" => MacroOp::Gt,
+            "le" => MacroOp::Le,
+            "lt" => MacroOp::Lt,
+            "within" => MacroOp::Within,
+            "streq" => MacroOp::Streq,
+            "endsWith" => MacroOp::EndsWith,
+            "beginsWith" => MacroOp::BeginsWith,
+            "contains" => MacroOp::Contains,
+            "containsWord" => MacroOp::ContainsWord,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MacroOp::Eq => "eq",
+            MacroOp::Ge => "ge",
+            MacroOp::Gt => "gt",
+            MacroOp::Le => "le",
+            MacroOp::Lt => "lt",
+            MacroOp::Within => "within",
+            MacroOp::Streq => "streq",
+            MacroOp::EndsWith => "endsWith",
+            MacroOp::BeginsWith => "beginsWith",
+            MacroOp::Contains => "contains",
+            MacroOp::ContainsWord => "containsWord",
+        }
+    }
+
+    /// Evaluates with an already expanded argument (not negated).
+    fn eval(self, value: &[u8], arg: &[u8]) -> bool {
+        match self {
+            MacroOp::Eq => value_num(value) == value_num(arg),
+            MacroOp::Ge => value_num(value) >= value_num(arg),
+            MacroOp::Gt => value_num(value) > value_num(arg),
+            MacroOp::Le => value_num(value) <= value_num(arg),
+            MacroOp::Lt => value_num(value) < value_num(arg),
+            MacroOp::Within => memchr::memmem::find(arg, value).is_some(),
+            MacroOp::Streq => value == arg,
+            MacroOp::EndsWith => value.ends_with(arg),
+            MacroOp::BeginsWith => value.starts_with(arg),
+            MacroOp::Contains => memchr::memmem::find(value, arg).is_some(),
+            MacroOp::ContainsWord => contains_word(value, arg),
+        }
+    }
+}
+
+/// `@containsWord`: `word` occurs delimited by non-word characters (or the ends).
+fn contains_word(value: &[u8], word: &[u8]) -> bool {
+    if word.is_empty() {
+        return true;
+    }
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    memchr::memmem::find_iter(value, word).any(|at| {
+        let before = at == 0 || !is_word(value[at - 1]);
+        let end = at + word.len();
+        let after = end >= value.len() || !is_word(value[end]);
+        before && after
+    })
 }
 
 /// An operator, possibly negated (`!@rx`).
@@ -65,6 +151,7 @@ pub const OPERATOR_NAMES: &[&str] = &[
     "endsWith",
     "streq",
     "within",
+    "containsWord",
     "eq",
     "gt",
     "ge",
@@ -158,6 +245,7 @@ impl Operator {
             "endsWith" => OpKind::EndsWith(arg.as_bytes().to_vec()),
             "streq" => OpKind::Streq(arg.as_bytes().to_vec()),
             "within" => OpKind::Within(arg.as_bytes().to_vec()),
+            "containsWord" => OpKind::ContainsWord(arg.as_bytes().to_vec()),
             "eq" => OpKind::Eq(parse_num(arg)?),
             "gt" => OpKind::Gt(parse_num(arg)?),
             "ge" => OpKind::Ge(parse_num(arg)?),
@@ -204,6 +292,36 @@ impl Operator {
         })
     }
 
+    /// Compiles an operator whose argument contains `%{...}` macros (SecLang front-end).
+    pub fn compile_macro(name: &str, template: &str, negate: bool) -> Result<Operator, String> {
+        let op = MacroOp::parse(name)
+            .ok_or_else(|| format!("@{name}: macros in the argument are not supported"))?;
+        Ok(Operator {
+            kind: OpKind::Macro(op, template.trim().to_owned()),
+            negate,
+            required_literals: None,
+        })
+    }
+
+    /// The argument template to expand per request, for macro operators.
+    pub fn macro_template(&self) -> Option<&str> {
+        match &self.kind {
+            OpKind::Macro(_, t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Evaluates a macro operator with its expanded argument (other operators ignore `arg`).
+    pub fn eval_macro(&self, value: &[u8], arg: &[u8]) -> bool {
+        match &self.kind {
+            OpKind::Macro(op, _) => op.eval(value, arg) != self.negate,
+            _ => {
+                let mut caps = Vec::new();
+                self.eval(value, None, &mut caps, false)
+            }
+        }
+    }
+
     /// Evaluates the operator. On a match, `caps` receives the matched fragment(s):
     /// for `rx` the whole match then groups 1-9 (TX:0-9), for `pm` the phrase.
     /// `want_caps` asks `rx` for capture groups (slower); otherwise it only tests for a match.
@@ -238,6 +356,9 @@ impl Operator {
             OpKind::EndsWith(s) => value.ends_with(s),
             OpKind::Streq(s) => value == s.as_slice(),
             OpKind::Within(s) => memchr::memmem::find(s, value).is_some(),
+            OpKind::ContainsWord(s) => contains_word(value, s),
+            // Unexpanded (the engine expands first): the template itself is the argument.
+            OpKind::Macro(op, t) => op.eval(value, t.as_bytes()),
             OpKind::Eq(n) => value_num(value) == *n,
             OpKind::Gt(n) => value_num(value) > *n,
             OpKind::Ge(n) => value_num(value) >= *n,
@@ -282,6 +403,8 @@ impl Operator {
             OpKind::EndsWith(_) => "endsWith",
             OpKind::Streq(_) => "streq",
             OpKind::Within(_) => "within",
+            OpKind::ContainsWord(_) => "containsWord",
+            OpKind::Macro(op, _) => op.name(),
             OpKind::Eq(_) => "eq",
             OpKind::Gt(_) => "gt",
             OpKind::Ge(_) => "ge",

@@ -33,6 +33,10 @@ pub enum Transform {
     Trim,
     TrimLeft,
     TrimRight,
+    Sha1,
+    HexEncode,
+    EscapeSeqDecode,
+    RemoveCommentsChar,
 }
 
 const TRANSFORM_NAMES: &[(Transform, &str)] = &[
@@ -60,6 +64,10 @@ const TRANSFORM_NAMES: &[(Transform, &str)] = &[
     (Transform::Trim, "trim"),
     (Transform::TrimLeft, "trimLeft"),
     (Transform::TrimRight, "trimRight"),
+    (Transform::Sha1, "sha1"),
+    (Transform::HexEncode, "hexEncode"),
+    (Transform::EscapeSeqDecode, "escapeSeqDecode"),
+    (Transform::RemoveCommentsChar, "removeCommentsChar"),
 ];
 
 impl Transform {
@@ -114,6 +122,13 @@ impl Transform {
             Transform::Trim => trim(input, true, true),
             Transform::TrimLeft => trim(input, true, false),
             Transform::TrimRight => trim(input, false, true),
+            Transform::Sha1 => {
+                use sha1::Digest;
+                Cow::Owned(sha1::Sha1::digest(input).to_vec())
+            }
+            Transform::HexEncode => Cow::Owned(hex_encode(input)),
+            Transform::EscapeSeqDecode => escape_seq_decode(input),
+            Transform::RemoveCommentsChar => remove_comment_chars(input),
         }
     }
 }
@@ -137,6 +152,100 @@ pub fn apply_chain<'a>(chain: &[Transform], input: &'a [u8]) -> Cow<'a, [u8]> {
         };
     }
     cur
+}
+
+fn hex_encode(input: &[u8]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(input.len() * 2);
+    for &b in input {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+    out
+}
+
+/// ANSI C escapes (`\n`, `\x41`, `\101`, `\\`...), as ModSecurity's `escapeSeqDecode`.
+fn escape_seq_decode(input: &[u8]) -> Cow<'_, [u8]> {
+    if !input.contains(&b'\\') {
+        return Cow::Borrowed(input);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] != b'\\' || i + 1 >= input.len() {
+            out.push(input[i]);
+            i += 1;
+            continue;
+        }
+        let n = input[i + 1];
+        let simple = match n {
+            b'a' => Some(0x07),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'v' => Some(0x0b),
+            b'\\' | b'?' | b'\'' | b'"' => Some(n),
+            _ => None,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            i += 2;
+            continue;
+        }
+        if n == b'x' || n == b'X' {
+            if let (Some(h), Some(l)) = (
+                input.get(i + 2).copied().and_then(hex_val),
+                input.get(i + 3).copied().and_then(hex_val),
+            ) {
+                out.push((h << 4) | l);
+                i += 4;
+                continue;
+            }
+        }
+        if (b'0'..=b'7').contains(&n) {
+            let mut j = i + 1;
+            let mut v: u32 = 0;
+            while j < input.len() && j < i + 4 && (b'0'..=b'7').contains(&input[j]) {
+                v = v * 8 + u32::from(input[j] - b'0');
+                j += 1;
+            }
+            out.push((v & 0xff) as u8);
+            i = j;
+            continue;
+        }
+        // Unknown escape: keep both characters.
+        out.push(b'\\');
+        out.push(n);
+        i += 2;
+    }
+    Cow::Owned(out)
+}
+
+/// Removes the comment characters themselves: `/*`, `*/`, `--` and `#`.
+fn remove_comment_chars(input: &[u8]) -> Cow<'_, [u8]> {
+    let has = input.contains(&b'#')
+        || memchr::memmem::find(input, b"/*").is_some()
+        || memchr::memmem::find(input, b"*/").is_some()
+        || memchr::memmem::find(input, b"--").is_some();
+    if !has {
+        return Cow::Borrowed(input);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let rest = &input[i..];
+        if rest.starts_with(b"/*") || rest.starts_with(b"*/") || rest.starts_with(b"--") {
+            i += 2;
+        } else if rest[0] == b'#' {
+            i += 1;
+        } else {
+            out.push(rest[0]);
+            i += 1;
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn is_space(b: u8) -> bool {
@@ -788,6 +897,17 @@ mod tests {
     }
 
     #[test]
+    fn seclang_additions() {
+        assert_eq!(t(Transform::HexEncode, "a/"), "612f");
+        assert_eq!(
+            hex_encode(&Transform::Sha1.apply(b"abc")),
+            b"a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(t(Transform::EscapeSeqDecode, r"a\x41\n\101\q"), "aA\nA\\q");
+        assert_eq!(t(Transform::RemoveCommentsChar, "a/*b*/c--d#e"), "abcde");
+    }
+
+    #[test]
     fn unchanged_input_is_borrowed() {
         for (tr, _) in TRANSFORM_NAMES {
             if matches!(
@@ -797,6 +917,8 @@ mod tests {
                     | Transform::Length
                     | Transform::CmdLine
                     | Transform::Uppercase
+                    | Transform::Sha1
+                    | Transform::HexEncode
             ) {
                 continue;
             }
