@@ -58,6 +58,8 @@ pub struct Ctx {
     pub upstream_sent_at: Option<Instant>,
     pub upstream_header_ms: Option<f64>,
     pub upstream_status: Option<u16>,
+    /// Interim (1xx) responses the origin sent for this request.
+    pub informational: u8,
     pub body_bytes_in: u64,
     /// When the first body chunk was asked for (for the minimum body rate).
     pub body_started: Option<Instant>,
@@ -100,6 +102,7 @@ impl Ctx {
             upstream_sent_at: None,
             upstream_header_ms: None,
             upstream_status: None,
+            informational: 0,
             body_bytes_in: 0,
             body_started: None,
             action: Action::Proxied,

@@ -26,6 +26,9 @@ use pingora::ErrorSource;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Interim (1xx) responses relayed per request before the origin's answer counts as broken.
+const MAX_INFORMATIONAL: u8 = 4;
+
 /// The proxy application; cheap to clone.
 pub struct EgretProxy {
     pub state: Arc<AppState>,
@@ -892,6 +895,19 @@ impl ProxyHttp for EgretProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        // Each interim response is relayed to the client with Egret's headers: an origin sending
+        // a storm of them would have the gateway amplify it. A few are legitimate (100, 103).
+        if resp.status.is_informational() && resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            ctx.informational = ctx.informational.saturating_add(1);
+            if ctx.informational > MAX_INFORMATIONAL {
+                return Err(Error::create(
+                    InvalidHTTPHeader,
+                    ErrorSource::Upstream,
+                    Some("too many interim (1xx) responses".into()),
+                    None,
+                ));
+            }
+        }
         if let Some(t) = ctx.upstream_sent_at {
             ctx.upstream_header_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
         }
