@@ -320,6 +320,10 @@ impl TxState {
     fn new(engine: &Engine, policy: &SitePolicy, req: &Request<'_>) -> TxState {
         let mut vars = request::decode_headers(req);
         vars.set(Variable::UniqueId, format!("{:016x}", fastrand::u64(..)));
+        // The body processor is known from the headers already (phase 1 rules test it).
+        let kind =
+            request::BodyKind::from_content_type(req.effective_content_type().as_deref(), b"");
+        vars.set(Variable::ReqbodyProcessor, kind.name());
         let mut disabled = policy.disabled.clone();
         disabled.resize(engine.rules.len(), false);
         let mut removals: HashMap<usize, Vec<Exclusion>> = HashMap::new();
@@ -640,6 +644,13 @@ impl TxState {
                     }
                 }
                 Ctl::RequestBodyProcessor(ct) => self.content_type = Some((*ct).to_owned()),
+                Ctl::ForceRequestBodyVariable => {
+                    let kind =
+                        request::BodyKind::from_content_type(self.content_type.as_deref(), b"");
+                    if kind == request::BodyKind::Other {
+                        self.content_type = Some("application/x-www-form-urlencoded".to_owned());
+                    }
+                }
             }
         }
     }

@@ -317,7 +317,7 @@ impl BodyKind {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             BodyKind::UrlEncoded => "URLENCODED",
             BodyKind::Multipart => "MULTIPART",

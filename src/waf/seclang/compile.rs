@@ -824,6 +824,9 @@ fn parse_ctl(s: &str) -> Result<Vec<Ctl>, String> {
             "XML" => vec![Ctl::RequestBodyProcessor("application/xml")],
             _ => return Err(format!("ctl:{s}: unknown body processor")),
         },
+        "forceRequestBodyVariable" if v.eq_ignore_ascii_case("on") => {
+            vec![Ctl::ForceRequestBodyVariable]
+        }
         "forceRequestBodyVariable" | "auditEngine" | "auditLogParts" | "debugLogLevel" => {
             Vec::new()
         }
