@@ -505,6 +505,10 @@ impl TxState {
                 continue;
             };
             self.capture(rule, &hits);
+            // As in ModSecurity, each link's non-disruptive actions (setvar, ctl) run as soon
+            // as that link matches, so later links see them; scoring setvars sit on the last
+            // link and so apply only when the whole chain matches.
+            self.link_actions(cx, rule, rule, &hits);
             // Chained links: each sees the previous link's hits as MATCHED_VAR(S).
             let mut all_hits = vec![hits];
             let mut link = rule.chain.as_deref();
@@ -514,6 +518,7 @@ impl TxState {
                 match self.eval_rule(cx, ri, l, prev) {
                     Some(h) => {
                         self.capture(l, &h);
+                        self.link_actions(cx, rule, l, &h);
                         all_hits.push(h);
                     }
                     None => {
@@ -536,12 +541,11 @@ impl TxState {
         }
     }
 
-    fn apply_actions(&mut self, cx: Cx<'_>, rule: &Rule, all_hits: &[Vec<Hit>]) {
-        // setvar of every link, with captures of the last link that captured.
-        let mut link = Some(rule);
-        let mut depth = 0;
-        while let Some(l) = link {
-            let hits = &all_hits[depth.min(all_hits.len() - 1)];
+    /// The setvar and ctl actions of one matched rule or chain link (`head` names the rule
+    /// for macros such as `%{rule.id}`).
+    fn link_actions(&mut self, cx: Cx<'_>, head: &Rule, l: &Rule, hits: &[Hit]) {
+        let rule = head;
+        {
             for sv in &l.actions.set_vars {
                 let value = self.expand(&sv.value, rule, hits.last());
                 let key = if sv.name.contains("%{") {
@@ -574,9 +578,11 @@ impl TxState {
                 }
             }
             self.apply_ctl(cx, &l.actions.ctl);
-            link = l.chain.as_deref();
-            depth += 1;
         }
+    }
+
+    /// The disruptive action and the match record of a rule whose whole chain matched.
+    fn apply_actions(&mut self, _cx: Cx<'_>, rule: &Rule, all_hits: &[Vec<Hit>]) {
         let score = match rule.actions.disruptive {
             Disruptive::Block => rule.actions.score,
             _ => 0,
@@ -748,6 +754,22 @@ impl TxState {
 
     fn eval_raw(&mut self, rule: &Rule, v: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
         let v = &v[..v.len().min(VALUE_INSPECT_LIMIT)];
+        if rule.actions.multi_match {
+            let mut caps = std::mem::take(&mut self.caps);
+            let mut cur = v.to_vec();
+            let mut out = None;
+            for step in 0..=rule.transforms.len() {
+                if step > 0 {
+                    cur = rule.transforms[step - 1].apply(&cur).into_owned();
+                }
+                if self.op_eval(rule, &cur, &mut caps) {
+                    out = Some((cur.clone(), caps.clone()));
+                    break;
+                }
+            }
+            self.caps = caps;
+            return out;
+        }
         let t = transform::apply_chain(&rule.transforms, v);
         let mut caps = std::mem::take(&mut self.caps);
         let ok = self.op_eval(rule, &t, &mut caps);
@@ -863,6 +885,9 @@ impl TxState {
         if let Some(k) = node {
             self.compute_node(cx, id, k);
         }
+        if rule.actions.multi_match {
+            return self.eval_multi(cx, rule, id, node);
+        }
         // The prefilter knows the literals of rule heads only, not of chained links.
         let is_head = std::ptr::eq(rule, &engine.rules[ri]);
         if let (Some(pf), true) = (&engine.prefilter, is_head) {
@@ -911,6 +936,34 @@ impl TxState {
         } else {
             None
         };
+        self.caps = caps;
+        out
+    }
+
+    /// `multiMatch`: the operator runs on the raw value and after every transformation
+    /// step (all computed through the trie cache); the first match wins.
+    fn eval_multi(
+        &mut self,
+        cx: Cx<'_>,
+        rule: &Rule,
+        id: u32,
+        node: Option<u32>,
+    ) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+        let mut path = vec![None];
+        let mut cur = node;
+        while let Some(k) = cur {
+            path.insert(1, Some(k));
+            cur = cx.engine.nodes[k as usize].0;
+        }
+        let mut caps = std::mem::take(&mut self.caps);
+        let mut out = None;
+        for n in path {
+            let value = self.node_value(cx, id, n);
+            if self.op_eval(rule, value, &mut caps) {
+                out = Some((value.to_vec(), caps.clone()));
+                break;
+            }
+        }
         self.caps = caps;
         out
     }
