@@ -21,11 +21,14 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 /// The path part of `path` (query and fragment dropped) with percent-encoded unreserved
-/// characters decoded, `\` read as `/`, repeated slashes collapsed and `.` / `..` segments
-/// resolved. Borrowed when nothing changes.
+/// characters decoded (once: `%252e` stays `%2e`), `\` read as `/`, `;` path parameters dropped
+/// from every segment (as Java servlet containers do: `/login;x=1` is `/login`, `/..;/` is
+/// `/../`), repeated slashes collapsed and `.` / `..` segments resolved. An encoded slash
+/// (`%2F`) is not a separator (Apache, nginx and Tomcat do not decode it either).
+/// Borrowed when nothing changes.
 pub fn normalize_path(path: &str) -> Cow<'_, str> {
     let path = path.split(['?', '#']).next().unwrap_or(path);
-    if !path.contains(['%', '\\']) && !path.contains("//") && !path.contains("/.") {
+    if !path.contains(['%', '\\', ';']) && !path.contains("//") && !path.contains("/.") {
         return Cow::Borrowed(path);
     }
     let bytes = path.as_bytes();
@@ -53,6 +56,7 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     let decoded = String::from_utf8_lossy(&decoded);
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
+        let seg = seg.split(';').next().unwrap_or(seg);
         match seg {
             "" | "." => {}
             ".." => {
@@ -65,6 +69,7 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     out.push('/');
     out.push_str(&segments.join("/"));
     let last = decoded.rsplit('/').next().unwrap_or("");
+    let last = last.split(';').next().unwrap_or(last);
     if !segments.is_empty() && (decoded.ends_with('/') || last == "." || last == "..") {
         out.push('/');
     }
@@ -100,6 +105,12 @@ mod tests {
             ("/../../..", "/"),
             ("/news/%E6%96%B0", "/news/%E6%96%B0"),
             ("/a/b/..", "/a/"),
+            ("/login;jsessionid=1", "/login"),
+            ("/x/..;/login", "/login"),
+            ("/api;a=b/v1", "/api/v1"),
+            ("/%252e%252e/login", "/%252e%252e/login"),
+            ("/%2e%2e%2flogin", "/..%2flogin"),
+            ("/%c0%ae%c0%ae/login", "/%c0%ae%c0%ae/login"),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_path(input), want, "{input}");

@@ -19,7 +19,12 @@ pub fn normalize_host(raw: &str) -> Option<String> {
         return Some(format!("[{}]", rest[..end].to_ascii_lowercase()));
     } else {
         match raw.rsplit_once(':') {
-            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            Some((h, port))
+                if port.bytes().all(|b| b.is_ascii_digit())
+                    && (port.is_empty() || port.parse::<u16>().is_ok()) =>
+            {
+                h
+            }
             Some(_) => return None,
             None => raw,
         }
@@ -82,9 +87,12 @@ pub struct Route {
 /// The pool for `path`: the longest matching prefix route, else `default_pool`.
 /// Routes are kept sorted longest-prefix first by the config compiler.
 pub fn route_pool(routes: &[Route], default_pool: usize, path: &str) -> usize {
+    // The same normalised view and prefix match as rate-limit policies and protected pages, so
+    // `/x/../api/`, `//api/`, `/%61pi/`, `/API/` and `/api;p/` route like `/api/`.
+    let path = crate::request_path::normalize_path(path);
     routes
         .iter()
-        .find(|r| path.starts_with(&r.prefix))
+        .find(|r| crate::request_path::has_prefix(&path, &r.prefix))
         .map(|r| r.pool)
         .unwrap_or(default_pool)
 }
@@ -108,6 +116,9 @@ mod tests {
         assert_eq!(normalize_host("a b"), None);
         assert_eq!(normalize_host(""), None);
         assert_eq!(normalize_host("host:port"), None);
+        assert_eq!(normalize_host("host:99999999"), None);
+        assert_eq!(normalize_host("host:+80"), None);
+        assert_eq!(normalize_host("host:").as_deref(), Some("host"));
     }
 
     #[test]
@@ -139,5 +150,15 @@ mod tests {
         assert_eq!(route_pool(&routes, 0, "/api/v2/x"), 2);
         assert_eq!(route_pool(&routes, 0, "/api/x"), 1);
         assert_eq!(route_pool(&routes, 0, "/apix"), 0);
+        for tricky in [
+            "/x/../api/v",
+            "//api/v",
+            "/%61pi/v",
+            "/API/v",
+            "/api;p=1/v",
+            "\\api\\v",
+        ] {
+            assert_eq!(route_pool(&routes, 0, tricky), 1, "{tricky}");
+        }
     }
 }
