@@ -504,11 +504,11 @@ impl TxState {
             let Some(hits) = self.eval_rule(cx, ri, rule, &[]) else {
                 continue;
             };
-            self.capture(rule, &hits);
-            // As in ModSecurity, each link's non-disruptive actions (setvar, ctl) run as soon
-            // as that link matches, so later links see them; scoring setvars sit on the last
-            // link and so apply only when the whole chain matches.
-            self.link_actions(cx, rule, rule, &hits);
+            // As in ModSecurity, each link's non-disruptive actions (capture, setvar, ctl) run
+            // once per matched value as soon as that link matches, so later links see them;
+            // scoring setvars sit on the last link and so apply only when the whole chain
+            // matches.
+            self.on_match(cx, rule, rule, &hits);
             // Chained links: each sees the previous link's hits as MATCHED_VAR(S).
             let mut all_hits = vec![hits];
             let mut link = rule.chain.as_deref();
@@ -517,8 +517,7 @@ impl TxState {
                 let prev = all_hits.last().map(Vec::as_slice).unwrap_or(&[]);
                 match self.eval_rule(cx, ri, l, prev) {
                     Some(h) => {
-                        self.capture(l, &h);
-                        self.link_actions(cx, rule, l, &h);
+                        self.on_match(cx, rule, l, &h);
                         all_hits.push(h);
                     }
                     None => {
@@ -615,6 +614,12 @@ impl TxState {
             transformations: rule.transforms.iter().map(|t| t.name()).collect(),
             operator: rule.operator.name(),
             score,
+            data: if rule.logdata.is_empty() {
+                String::new()
+            } else {
+                let d = self.expand(&rule.logdata, rule, first);
+                truncate_value(d.as_bytes())
+            },
         });
     }
 
@@ -661,18 +666,23 @@ impl TxState {
         }
     }
 
-    /// With `capture`, the first hit's groups become TX:0-9 (visible to chained links).
-    fn capture(&mut self, rule: &Rule, hits: &[Hit]) {
-        if !rule.actions.capture {
+    /// Per matched value of a rule or link: its captures become TX:0-9 (with `capture`),
+    /// then its setvar and ctl actions run with that value as MATCHED_VAR.
+    fn on_match(&mut self, cx: Cx<'_>, head: &Rule, l: &Rule, hits: &[Hit]) {
+        let acts = &l.actions;
+        if !acts.capture && acts.set_vars.is_empty() && acts.ctl.is_empty() {
             return;
         }
-        if let Some(h) = hits.first() {
-            for i in 0..10 {
-                self.tx.remove(&i.to_string());
+        for h in hits {
+            if acts.capture {
+                for i in 0..10 {
+                    self.tx.remove(&i.to_string());
+                }
+                for (i, c) in h.caps.iter().enumerate() {
+                    self.tx.insert(i.to_string(), c.clone());
+                }
             }
-            for (i, c) in h.caps.iter().enumerate() {
-                self.tx.insert(i.to_string(), c.clone());
-            }
+            self.link_actions(cx, head, l, std::slice::from_ref(h));
         }
     }
 

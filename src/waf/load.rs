@@ -484,6 +484,7 @@ fn compile_rule(
         id,
         msg: raw.msg,
         description: raw.description,
+        logdata: String::new(),
         tags: raw.tags,
         references: raw.references,
         severity,

@@ -504,6 +504,8 @@ pub struct Rule {
     pub id: u32,
     pub msg: String,
     pub description: String,
+    /// SecLang `logdata`: text with `%{...}` macros, expanded into each match's `data`.
+    pub logdata: String,
     pub tags: Vec<String>,
     pub references: Vec<String>,
     pub severity: Severity,

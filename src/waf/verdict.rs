@@ -47,6 +47,8 @@ pub struct RuleMatch {
     pub operator: String,
     /// Score this match added to the anomaly score (0 for log-only rules).
     pub score: u32,
+    /// The rule's expanded `logdata` (SecLang rules), truncated; empty when it has none.
+    pub data: String,
 }
 
 /// The verdict for a request so far (after phase 1, or after phase 2).

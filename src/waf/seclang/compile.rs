@@ -594,7 +594,8 @@ impl Compiler {
         let rule = Rule {
             id,
             msg,
-            description: logdata,
+            description: String::new(),
+            logdata,
             tags,
             references: Vec::new(),
             severity: severity.unwrap_or(Severity::Notice),

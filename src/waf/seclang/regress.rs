@@ -357,9 +357,17 @@ fn reflected(req: &OwnedRequest) -> Option<Reflected> {
 pub fn log_lines(matches: &[RuleMatch]) -> String {
     let mut s = String::new();
     for m in matches {
+        let data = if m.data.is_empty() {
+            format!(
+                "Matched Data: {} found within {}: {}",
+                m.value, m.target, m.value
+            )
+        } else {
+            m.data.clone()
+        };
         s.push_str(&format!(
-            "[id \"{}\"] [msg \"{}\"] [data \"Matched Data: {} found within {}: {}\"]\n",
-            m.id, m.msg, m.value, m.target, m.value
+            "[id \"{}\"] [msg \"{}\"] [data \"{data}\"]\n",
+            m.id, m.msg
         ));
     }
     s
