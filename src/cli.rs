@@ -66,7 +66,7 @@ pub enum CrsCommand {
         /// The regression tests (`tests/regression/tests` of the CRS checkout).
         #[arg(long)]
         tests: PathBuf,
-        /// Known failures (`"RULE-TEST" = "reason"`); default: rulesets/crs-known-failures.toml
+        /// Known failures (`"RULE-TEST" = "reason"`); default: rulesets/crs/known-failures.toml
         /// when it exists.
         #[arg(long)]
         known: Option<PathBuf>,

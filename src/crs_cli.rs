@@ -12,7 +12,7 @@ use crate::waf::seclang::regress;
 use crate::waf::{Engine, Mode, OwnedRequest, SitePolicy, SitePolicyConfig};
 
 /// Default known-failures file, relative to the working directory.
-pub const KNOWN_FAILURES: &str = "rulesets/crs-known-failures.toml";
+pub const KNOWN_FAILURES: &str = "rulesets/crs/known-failures.toml";
 
 fn errors(errs: Vec<crate::waf::LoadError>) -> anyhow::Error {
     anyhow::anyhow!(
@@ -25,7 +25,7 @@ fn errors(errs: Vec<crate::waf::LoadError>) -> anyhow::Error {
 }
 
 /// The exclusion profile for Chinese-language sites, used by the blocking check.
-pub const CN_PROFILE: &str = "rulesets/crs-cn-exclusions.conf";
+pub const CN_PROFILE: &str = "rulesets/crs/cn-exclusions.conf";
 
 /// A CRS-only engine with `settings`, and a policy in `mode` at `paranoia`.
 pub fn crs_engine(

@@ -46,6 +46,9 @@ pub struct Engine {
     nodes: Vec<(Option<u32>, Transform)>,
     /// Chain id -> its last trie node (`None` for the empty chain).
     chain_nodes: Vec<Option<u32>>,
+    /// Per chain: every transformation leaves a plain value (see [`is_plain`]) unchanged up to
+    /// ASCII case, so the literal prefilter can run on the raw value.
+    chain_keeps_plain: Vec<bool>,
     prefilter: Option<Prefilter>,
     /// Per rule: resolved `skip_after` (index of the rule after which to resume).
     skip_after: Vec<Option<usize>>,
@@ -119,6 +122,10 @@ impl Engine {
             }
             chain_nodes.push(parent);
         }
+        let chain_keeps_plain = chains
+            .iter()
+            .map(|c| c.iter().all(|t| t.keeps_plain()))
+            .collect();
         // One prefilter over the required literals of every regex rule. A rule's literals
         // are looked for in that rule's own transformed value, so the scan result is cached
         // per distinct transformed byte string, not per chain.
@@ -188,6 +195,7 @@ impl Engine {
             by_id,
             nodes,
             chain_nodes,
+            chain_keeps_plain,
             prefilter,
             skip_after,
             phase_rules,
@@ -258,6 +266,21 @@ struct Cache {
     raw_cands: Vec<u32>,
     owned_cands: Vec<u32>,
     cands: Vec<Vec<u64>>,
+    /// Per item: 0 = not known, 1 = plain (see [`is_plain`]), 2 = not plain.
+    plain: Vec<u8>,
+}
+
+/// A plain value holds only ASCII letters, digits, `_` and non-ASCII bytes other than 0xA0
+/// (decoded CJK text and ordinary words): no transformation that [`Transform::keeps_plain`]
+/// changes it beyond ASCII case. Most benign argument values are plain.
+fn is_plain(v: &[u8]) -> bool {
+    v.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || (b >= 0x80 && b != 0xa0))
+}
+
+#[cfg(test)]
+pub(crate) fn is_plain_for_tests(v: &[u8]) -> bool {
+    is_plain(v)
 }
 
 /// Where a transformed value's bytes live in the transaction.
@@ -801,7 +824,50 @@ impl TxState {
         }
         if self.cache.raw_cands.len() < items {
             self.cache.raw_cands.resize(items, 0);
+            self.cache.plain.resize(items, 0);
         }
+    }
+
+    /// Whether item `id` is plain (computed once per item).
+    fn item_plain(&mut self, id: u32) -> bool {
+        let i = id as usize;
+        if self.cache.plain[i] == 0 {
+            self.cache.plain[i] = if is_plain(self.raw(id)) { 1 } else { 2 };
+        }
+        self.cache.plain[i] == 1
+    }
+
+    /// Prefilter candidates (slot into `cache.cands`) of a byte string, computed once.
+    fn cands_slot(&mut self, pf: &Prefilter, rules: usize, id: u32, src: Src) -> u32 {
+        let known = match src {
+            Src::Raw => self.cache.raw_cands[id as usize],
+            Src::Owned(n) => self.cache.owned_cands.get(n).copied().unwrap_or(0),
+        };
+        if known != 0 {
+            return known;
+        }
+        let value = match src {
+            Src::Raw => self.raw(id),
+            Src::Owned(n) => &self.cache.owned[n],
+        };
+        let mut c = vec![0u64; rules.div_ceil(64)];
+        for m in pf.ac.find_overlapping_iter(value) {
+            for &r in &pf.pattern_rules[m.pattern().as_usize()] {
+                c[r as usize / 64] |= 1 << (r % 64);
+            }
+        }
+        self.cache.cands.push(c);
+        let slot = self.cache.cands.len() as u32;
+        match src {
+            Src::Raw => self.cache.raw_cands[id as usize] = slot,
+            Src::Owned(n) => {
+                if self.cache.owned_cands.len() <= n {
+                    self.cache.owned_cands.resize(n + 1, 0);
+                }
+                self.cache.owned_cands[n] = slot;
+            }
+        }
+        slot
     }
 
     /// The raw value of an item, capped at the inspection limit.
@@ -892,51 +958,37 @@ impl TxState {
         let cid = rule.chain_id;
         self.grow_cache(cx);
         let node = engine.chain_nodes[cid];
+        // The prefilter knows the literals of rule heads only, not of chained links.
+        let is_head = std::ptr::eq(rule, &engine.rules[ri]);
+        let filtered = match &engine.prefilter {
+            Some(pf) if is_head && !rule.actions.multi_match => {
+                pf.filtered.get(ri).copied().unwrap_or(false).then_some(pf)
+            }
+            _ => None,
+        };
+        // Fast path: a plain value comes out of a plain-keeping chain unchanged up to ASCII
+        // case, so the (case-insensitive) prefilter on the raw value decides without
+        // computing the transformations.
+        if let Some(pf) = filtered {
+            if engine.chain_keeps_plain[cid] && self.item_plain(id) {
+                let slot = self.cands_slot(pf, engine.rules.len(), id, Src::Raw);
+                if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0 {
+                    return None;
+                }
+            }
+        }
         if let Some(k) = node {
             self.compute_node(cx, id, k);
         }
         if rule.actions.multi_match {
             return self.eval_multi(cx, rule, id, node);
         }
-        // The prefilter knows the literals of rule heads only, not of chained links.
-        let is_head = std::ptr::eq(rule, &engine.rules[ri]);
-        if let (Some(pf), true) = (&engine.prefilter, is_head) {
-            if pf.filtered.get(ri).copied().unwrap_or(false) {
-                // The prefilter is ASCII case-insensitive: a lowercased copy scans the same.
-                let src = self.case_root(self.source(cx, id, node));
-                let known = match src {
-                    Src::Raw => self.cache.raw_cands[id as usize],
-                    Src::Owned(n) => self.cache.owned_cands.get(n).copied().unwrap_or(0),
-                };
-                let slot = if known != 0 {
-                    known
-                } else {
-                    let value = match src {
-                        Src::Raw => self.raw(id),
-                        Src::Owned(n) => &self.cache.owned[n],
-                    };
-                    let mut c = vec![0u64; engine.rules.len().div_ceil(64)];
-                    for m in pf.ac.find_overlapping_iter(value) {
-                        for &r in &pf.pattern_rules[m.pattern().as_usize()] {
-                            c[r as usize / 64] |= 1 << (r % 64);
-                        }
-                    }
-                    self.cache.cands.push(c);
-                    let slot = self.cache.cands.len() as u32;
-                    match src {
-                        Src::Raw => self.cache.raw_cands[id as usize] = slot,
-                        Src::Owned(n) => {
-                            if self.cache.owned_cands.len() <= n {
-                                self.cache.owned_cands.resize(n + 1, 0);
-                            }
-                            self.cache.owned_cands[n] = slot;
-                        }
-                    }
-                    slot
-                };
-                if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0 {
-                    return None;
-                }
+        if let Some(pf) = filtered {
+            // The prefilter is ASCII case-insensitive: a lowercased copy scans the same.
+            let src = self.case_root(self.source(cx, id, node));
+            let slot = self.cands_slot(pf, engine.rules.len(), id, src);
+            if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0 {
+                return None;
             }
         }
         let mut caps = std::mem::take(&mut self.caps);

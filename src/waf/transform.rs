@@ -39,6 +39,23 @@ pub enum Transform {
     RemoveCommentsChar,
 }
 
+impl Transform {
+    /// Whether this transformation leaves a plain value (ASCII letters, digits, `_`, and
+    /// non-ASCII bytes other than 0xA0) unchanged up to ASCII case. The engine's prefilter
+    /// fast path relies on it: keep it `false` for anything that rewrites such bytes.
+    pub fn keeps_plain(self) -> bool {
+        use Transform::*;
+        match self {
+            None | UrlDecode | UrlDecodeUni | HtmlEntityDecode | JsDecode | CssDecode
+            | Lowercase | Uppercase | CompressWhitespace | RemoveWhitespace | RemoveNulls
+            | ReplaceNulls | RemoveComments | ReplaceComments | NormalizePath
+            | NormalizePathWin | CmdLine | Trim | TrimLeft | TrimRight | EscapeSeqDecode
+            | RemoveCommentsChar => true,
+            Base64Decode | HexDecode | Utf8ToUnicode | Length | Sha1 | HexEncode => false,
+        }
+    }
+}
+
 const TRANSFORM_NAMES: &[(Transform, &str)] = &[
     (Transform::None, "none"),
     (Transform::UrlDecode, "urlDecode"),
@@ -811,6 +828,54 @@ fn trim(input: &[u8], left: bool, right: bool) -> Cow<'_, [u8]> {
 
 #[cfg(test)]
 mod tests {
+    /// The engine's prefilter fast path: every `keeps_plain` transformation leaves plain
+    /// values (letters, digits, `_`, non-ASCII bytes but 0xA0) unchanged up to ASCII case.
+    #[test]
+    fn keeps_plain_transformations_do_not_change_plain_values() {
+        let alphabet: Vec<u8> = (b'0'..=b'9')
+            .chain(b'a'..=b'z')
+            .chain(b'A'..=b'Z')
+            .chain([b'_'])
+            .chain((0x80u8..=0xff).filter(|&b| b != 0xa0))
+            .collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut samples: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            "政务公开abc".as_bytes().to_vec(),
+            "Union_Select_1".as_bytes().to_vec(),
+            "市政府办公厅".as_bytes().to_vec(),
+        ];
+        for _ in 0..2000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 58) as usize;
+            let v = (0..len)
+                .map(|i| {
+                    let x = seed.rotate_left(i as u32 * 7) >> 33;
+                    alphabet[x as usize % alphabet.len()]
+                })
+                .collect();
+            samples.push(v);
+        }
+        for (t, _) in super::TRANSFORM_NAMES {
+            if !t.keeps_plain() {
+                continue;
+            }
+            for v in &samples {
+                assert!(super::super::engine::is_plain_for_tests(v));
+                let out = t.apply(v);
+                assert!(
+                    out.eq_ignore_ascii_case(v),
+                    "{} changed plain value {:?} into {:?}",
+                    t.name(),
+                    v,
+                    out
+                );
+            }
+        }
+    }
+
     use super::*;
 
     fn t(tr: Transform, input: &str) -> String {

@@ -38,7 +38,7 @@ pub struct CrsConfig {
     #[serde(default)]
     pub outbound_threshold: Option<u32>,
     /// SecLang exclusion files (relative to the site file), e.g. a CRS plugin's exclusions or
-    /// `rulesets/crs-cn-exclusions.conf`.
+    /// `rulesets/crs/cn-exclusions.conf`.
     #[serde(default)]
     pub exclusions: Vec<PathBuf>,
     /// Further CRS settings, as `crs-setup.conf` would set them (`allowed_methods`,
