@@ -2,7 +2,7 @@
 //!
 //! A `ProxyHttp` with only `upstream_peer`, returning one plain-HTTP `HttpPeer`: the floor any
 //! pingora-based gateway stands on. Same pingora version (0.9.1, the crate's own dependency),
-//! the same allocator as Egret (the system malloc: no `#[global_allocator]`) and the same server
+//! the same allocator as Egret (mimalloc as `#[global_allocator]`) and the same server
 //! settings as `[server] threads = 1`, `work_stealing = false`, with the `ServerConf` built in
 //! code as `src/server.rs` does.
 //!
@@ -12,6 +12,10 @@
 //! ```
 
 use async_trait::async_trait;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use std::net::SocketAddr;

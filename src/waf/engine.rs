@@ -270,6 +270,19 @@ struct Cache {
     plain: Vec<u8>,
 }
 
+/// Whether `collect` takes a variable's values from the decoded members (everything but the
+/// computed TX and MATCHED_* variables).
+fn is_item_variable(v: Variable) -> bool {
+    !matches!(
+        v,
+        Variable::Tx
+            | Variable::MatchedVar
+            | Variable::MatchedVarName
+            | Variable::MatchedVars
+            | Variable::MatchedVarsNames
+    )
+}
+
 /// A plain value holds only ASCII letters, digits, `_` and non-ASCII bytes other than 0xA0
 /// (decoded CJK text and ordinary words): no transformation that [`Transform::keeps_plain`]
 /// changes it beyond ASCII case. Most benign argument values are plain.
@@ -752,6 +765,39 @@ impl TxState {
     fn eval_rule(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule, prev: &[Hit]) -> Option<Vec<Hit>> {
         let mut hits = Vec::new();
         for target in &rule.targets.targets {
+            // Fast path for decoded request variables: walk the member ids in place (no
+            // per-target allocation), the common case of every rule.
+            if !target.count && is_item_variable(target.variable) {
+                let var = target.variable;
+                let select = var.is_collection() && !matches!(target.selector, Selector::All);
+                let check_excl =
+                    !rule.targets.exclusions.is_empty() || self.removals.contains_key(&ri);
+                let n = self.vars.ids(var).len();
+                for k in 0..n {
+                    let id = self.vars.ids(var)[k];
+                    if select || check_excl {
+                        let key = &self.vars.item(id).key;
+                        if (select && !target.selector.selects(key))
+                            || (check_excl && self.excluded(ri, rule, var, key))
+                        {
+                            continue;
+                        }
+                    }
+                    if let Some((value, caps)) = self.eval_item(cx, ri, rule, id) {
+                        let key = &self.vars.item(id).key;
+                        let name = if key.is_empty() {
+                            var.name().to_owned()
+                        } else {
+                            format!("{}:{}", var.name(), key)
+                        };
+                        hits.push(Hit { name, value, caps });
+                        if !rule.actions.multi_match && rule.chain.is_none() && hits.len() >= 8 {
+                            return Some(hits);
+                        }
+                    }
+                }
+                continue;
+            }
             let values = self.collect(ri, rule, target, prev);
             for (name, src) in values {
                 let matched = match src {
@@ -1070,6 +1116,9 @@ impl TxState {
     }
 
     fn excluded(&self, ri: usize, rule: &Rule, var: Variable, key: &str) -> bool {
+        if rule.targets.exclusions.is_empty() && self.removals.is_empty() {
+            return false;
+        }
         rule.targets.exclusions.iter().any(|e| e.excludes(var, key))
             || self
                 .removals
@@ -1077,7 +1126,8 @@ impl TxState {
                 .is_some_and(|rs| rs.iter().any(|e| e.excludes(var, key)))
     }
 
-    /// The values a target selects, with display names (`ARGS:q`).
+    /// The values a target selects, with display names (`ARGS:q`). The variables handled
+    /// specially here are the ones [`is_item_variable`] excludes from `eval_rule`'s fast path.
     fn collect<'p>(
         &self,
         ri: usize,
