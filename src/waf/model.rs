@@ -164,6 +164,21 @@ pub enum Variable {
     ResponseBody,
     UniqueId,
     FilesCombinedSize,
+    // SecLang views (ModSecurity/Coraza semantics), printed under the plain names and never
+    // parsed from a name: the SecLang loader maps `REQUEST_BODY`, `ARGS`, `ARGS_NAMES`,
+    // `ARGS_POST` and `ARGS_POST_NAMES` onto them. An XML body is only in `XML:/*` there
+    // (ModSecurity neither puts it into ARGS nor keeps it in REQUEST_BODY); native rules see
+    // XML text and attribute values as arguments and the raw body in REQUEST_BODY.
+    /// SecLang `REQUEST_BODY`: the raw body unless the XML processor parsed it.
+    SecLangRequestBody,
+    /// SecLang `ARGS`: arguments other than XML body values.
+    SecLangArgs,
+    /// SecLang `ARGS_NAMES`.
+    SecLangArgsNames,
+    /// SecLang `ARGS_POST`.
+    SecLangArgsPost,
+    /// SecLang `ARGS_POST_NAMES`.
+    SecLangArgsPostNames,
 }
 
 /// Name table: the single source for parsing and printing variable names.
@@ -243,6 +258,12 @@ const VARIABLE_NAMES: &[(Variable, &str)] = &[
     (Variable::ResponseBody, "RESPONSE_BODY"),
     (Variable::UniqueId, "UNIQUE_ID"),
     (Variable::FilesCombinedSize, "FILES_COMBINED_SIZE"),
+    // After the native variables of the same names, so that parsing finds those.
+    (Variable::SecLangRequestBody, "REQUEST_BODY"),
+    (Variable::SecLangArgs, "ARGS"),
+    (Variable::SecLangArgsNames, "ARGS_NAMES"),
+    (Variable::SecLangArgsPost, "ARGS_POST"),
+    (Variable::SecLangArgsPostNames, "ARGS_POST_NAMES"),
 ];
 
 /// Number of variables (size of per-variable tables).
@@ -265,6 +286,30 @@ impl Variable {
             .unwrap_or("?")
     }
 
+    /// The SecLang view of a variable ([`Variable::SecLangArgs`], ...), or itself.
+    pub fn seclang(self) -> Variable {
+        match self {
+            Variable::RequestBody => Variable::SecLangRequestBody,
+            Variable::Args => Variable::SecLangArgs,
+            Variable::ArgsNames => Variable::SecLangArgsNames,
+            Variable::ArgsPost => Variable::SecLangArgsPost,
+            Variable::ArgsPostNames => Variable::SecLangArgsPostNames,
+            v => v,
+        }
+    }
+
+    /// The native variable behind a SecLang view, or itself.
+    pub fn native(self) -> Variable {
+        match self {
+            Variable::SecLangRequestBody => Variable::RequestBody,
+            Variable::SecLangArgs => Variable::Args,
+            Variable::SecLangArgsNames => Variable::ArgsNames,
+            Variable::SecLangArgsPost => Variable::ArgsPost,
+            Variable::SecLangArgsPostNames => Variable::ArgsPostNames,
+            v => v,
+        }
+    }
+
     /// Dense index for per-variable tables.
     pub fn index(self) -> usize {
         self as usize
@@ -276,6 +321,10 @@ impl Variable {
         matches!(
             self,
             Args | ArgsGet
+                | SecLangArgs
+                | SecLangArgsNames
+                | SecLangArgsPost
+                | SecLangArgsPostNames
                 | ArgsPost
                 | ArgsNames
                 | ArgsGetNames
@@ -356,12 +405,14 @@ impl Exclusion {
     /// Whether this exclusion removes the member `key` of `variable`.
     ///
     /// An exclusion on `ARGS` also applies to `ARGS_GET` / `ARGS_POST` and their names, so
-    /// that `!ARGS:content` reads as staff expect.
+    /// that `!ARGS:content` reads as staff expect; SecLang views count as their native
+    /// variables (a native exclusion of `ARGS:q` covers a CRS rule's `ARGS`).
     pub fn excludes(&self, variable: Variable, key: &str) -> bool {
-        let same = self.variable == variable
-            || (self.variable == Variable::Args
+        let (excluded, variable) = (self.variable.native(), variable.native());
+        let same = excluded == variable
+            || (excluded == Variable::Args
                 && matches!(variable, Variable::ArgsGet | Variable::ArgsPost))
-            || (self.variable == Variable::ArgsNames
+            || (excluded == Variable::ArgsNames
                 && matches!(variable, Variable::ArgsGetNames | Variable::ArgsPostNames));
         same && self.selector.selects(key)
     }

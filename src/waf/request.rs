@@ -110,8 +110,22 @@ impl Vars {
     }
 
     fn add_arg(&mut self, post: bool, name: &str, value: Vec<u8>) {
+        if let Some((id, nid)) = self.add_native_arg(post, name, value) {
+            // The SecLang views share the items (no copy).
+            self.alias(Variable::SecLangArgs, id);
+            self.alias(Variable::SecLangArgsNames, nid);
+            if post {
+                self.alias(Variable::SecLangArgsPost, id);
+                self.alias(Variable::SecLangArgsPostNames, nid);
+            }
+        }
+    }
+
+    /// An argument native rules see but SecLang rules do not (XML body values); returns
+    /// the ids of the value and name items.
+    fn add_native_arg(&mut self, post: bool, name: &str, value: Vec<u8>) -> Option<(u32, u32)> {
         if self.ids(Variable::Args).len() >= MAX_ITEMS {
-            return;
+            return None;
         }
         let (v, n) = if post {
             (Variable::ArgsPost, Variable::ArgsPostNames)
@@ -122,6 +136,19 @@ impl Vars {
         self.alias(Variable::Args, id);
         let nid = self.push(n, name, name.as_bytes().to_vec());
         self.alias(Variable::ArgsNames, nid);
+        Some((id, nid))
+    }
+
+    /// SecLang rules' REQUEST_BODY ([`Variable::SecLangRequestBody`]): the raw body item
+    /// (shared, not copied) unless the XML processor parses the body, as in ModSecurity.
+    fn set_seclang_request_body(&mut self, kind: BodyKind) {
+        self.coll[Variable::SecLangRequestBody.index()].clear();
+        if kind == BodyKind::Xml {
+            return;
+        }
+        if let Some(&id) = self.ids(Variable::RequestBody).first() {
+            self.alias(Variable::SecLangRequestBody, id);
+        }
     }
 
     /// Adds the response status and headers (phase 3 variables).
@@ -339,11 +366,12 @@ fn looks_like_form(body: &[u8]) -> bool {
 pub fn decode_body(v: &mut Vars, content_type: Option<&str>, body: &[u8]) {
     v.set(Variable::RequestBody, body.to_vec());
     v.set(Variable::RequestBodyLength, body.len().to_string());
+    let kind = BodyKind::from_content_type(content_type, body);
+    v.set_seclang_request_body(kind);
     if body.is_empty() {
         v.set(Variable::ReqbodyError, "0");
         return;
     }
-    let kind = BodyKind::from_content_type(content_type, body);
     v.set(Variable::ReqbodyProcessor, kind.name());
     let mut error = false;
     match kind {
@@ -494,14 +522,14 @@ fn decode_xml(v: &mut Vars, body: &[u8]) -> bool {
                 if !text.is_empty() {
                     let key = xml_path(&stack);
                     v.push(Variable::Xml, &key, text.to_vec());
-                    v.add_arg(true, &key, text.to_vec());
+                    v.add_native_arg(true, &key, text.to_vec());
                 }
             }
             Ok(Event::CData(t)) => {
                 let key = xml_path(&stack);
                 let data = t.into_inner().to_vec();
                 v.push(Variable::Xml, &key, data.clone());
-                v.add_arg(true, &key, data);
+                v.add_native_arg(true, &key, data);
             }
             Ok(Event::Eof) => break,
             Ok(_) => {}
@@ -529,7 +557,7 @@ fn xml_element(v: &mut Vars, stack: &[String], e: &quick_xml::events::BytesStart
             Err(_) => attr.value.to_vec(),
         };
         v.push(Variable::Xml, &key, value.clone());
-        v.add_arg(true, &key, value);
+        v.add_native_arg(true, &key, value);
     }
     name
 }
@@ -640,6 +668,24 @@ mod tests {
         );
         decode_body(&mut v, Some("text/xml"), b"<a><b></a>");
         assert_eq!(v.first(Variable::ReqbodyError), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn seclang_views_leave_xml_bodies_to_the_xml_collection() {
+        let mut v = decode_headers(&req("/ws?q=1", &[]));
+        decode_body(&mut v, Some("text/xml"), br#"<a><b id="7">hi</b></a>"#);
+        assert_eq!(vals(&v, Variable::Args).len(), 3);
+        assert_eq!(vals(&v, Variable::RequestBody).len(), 1);
+        assert_eq!(
+            vals(&v, Variable::SecLangArgs),
+            vec![("q".into(), "1".into())]
+        );
+        assert!(vals(&v, Variable::SecLangArgsPost).is_empty());
+        assert!(vals(&v, Variable::SecLangRequestBody).is_empty());
+        assert_eq!(vals(&v, Variable::Xml).len(), 2);
+        decode_body(&mut v, Some("application/json"), br#"{"a":"x"}"#);
+        assert_eq!(vals(&v, Variable::SecLangRequestBody).len(), 1);
+        assert_eq!(vals(&v, Variable::SecLangArgsPostNames)[0].1, "json.a");
     }
 
     #[test]

@@ -55,8 +55,10 @@ pub fn parse_one(s: &str) -> Result<Parsed, String> {
         Some((n, k)) => (n, Some(k.trim_matches('\''))),
         None => (rest, None),
     };
-    let variable =
-        Variable::parse(name).ok_or_else(|| format!("unsupported variable {name:?} in {s:?}"))?;
+    // ARGS*, REQUEST_BODY: the SecLang views, without the XML body (as ModSecurity).
+    let variable = Variable::parse(name)
+        .map(Variable::seclang)
+        .ok_or_else(|| format!("unsupported variable {name:?} in {s:?}"))?;
     let selector = match sel {
         None => Selector::All,
         Some("") => return Err(format!("empty selector in {s:?}")),
