@@ -1,5 +1,6 @@
-//! Reload triggers: SIGHUP, changes under the config directory (debounced), and SIGUSR1 to
-//! reopen the access log. A background service; reloads run on a blocking thread.
+//! Reload triggers: SIGHUP, changes under the config directory, the rulesets, certificates and
+//! CRS directories (debounced), and SIGUSR1 to reopen the access log. A background service;
+//! reloads run on a blocking thread.
 
 use crate::state::AppState;
 use async_trait::async_trait;
@@ -72,7 +73,7 @@ fn watch_config(state: &AppState, tx: mpsc::Sender<()>) -> Option<notify::Recomm
             let relevant = ev.kind.is_modify() || ev.kind.is_create() || ev.kind.is_remove();
             let toml = ev.paths.iter().any(|p| {
                 p.extension().is_some_and(|e| {
-                    ["toml", "html", "pem", "crt", "key", "data", "txt"]
+                    ["toml", "html", "pem", "crt", "key", "data", "txt", "conf"]
                         .iter()
                         .any(|x| e == *x)
                 })
@@ -101,6 +102,13 @@ fn watch_config(state: &AppState, tx: mpsc::Sender<()>) -> Option<notify::Recomm
     if snap.rulesets_dir.is_dir() && !snap.rulesets_dir.starts_with(&dir) {
         if let Err(e) = w.watch(&snap.rulesets_dir, RecursiveMode::Recursive) {
             log::warn!("cannot watch {} ({e})", snap.rulesets_dir.display());
+        }
+    }
+    for crs in &snap.crs_dirs {
+        if crs.is_dir() && !crs.starts_with(&dir) {
+            if let Err(e) = w.watch(crs, RecursiveMode::Recursive) {
+                log::warn!("cannot watch {} ({e})", crs.display());
+            }
         }
     }
     if snap.global.certs_dir.is_dir() && !snap.global.certs_dir.starts_with(&dir) {

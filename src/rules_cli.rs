@@ -25,6 +25,25 @@ fn engine_for(files: &[PathBuf], config: &Path) -> anyhow::Result<std::sync::Arc
         })
 }
 
+/// A site's engine and policy (the site's CRS engine when it runs CRS), or the native engine
+/// with the default policy.
+fn site_policy(
+    snap: &crate::snapshot::Snapshot,
+    site: Option<&str>,
+) -> anyhow::Result<(std::sync::Arc<Engine>, SitePolicy)> {
+    Ok(match site {
+        Some(s) => {
+            let site = snap
+                .sites
+                .iter()
+                .find(|x| x.name == s)
+                .ok_or_else(|| anyhow::anyhow!("no site named {s:?}"))?;
+            (snap.waf_engine(site).clone(), SitePolicy::clone(&site.waf))
+        }
+        None => (snap.waf.clone(), SitePolicy::default_for(&snap.waf)),
+    })
+}
+
 /// Runs every rule's inline tests; exit 1 when one fails.
 pub fn test(files: &[PathBuf], config: &Path) -> anyhow::Result<ExitCode> {
     let engine = engine_for(files, config)?;
@@ -56,18 +75,8 @@ pub fn explain_request(
     }
     let snap = crate::config::load(config, &crate::upstream::HealthRegistry::default(), 0)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy: SitePolicy = match site {
-        Some(s) => {
-            let site = snap
-                .sites
-                .iter()
-                .find(|x| x.name == s)
-                .ok_or_else(|| anyhow::anyhow!("no site named {s:?}"))?;
-            SitePolicy::clone(&site.waf)
-        }
-        None => SitePolicy::default_for(&snap.waf),
-    };
-    let e = explain(&snap.waf, &policy, &text).map_err(|e| anyhow::anyhow!(e))?;
+    let (engine, policy) = site_policy(&snap, site)?;
+    let e = explain(&engine, &policy, &text).map_err(|e| anyhow::anyhow!(e))?;
     print!("{e}");
     Ok(ExitCode::SUCCESS)
 }
@@ -82,20 +91,9 @@ pub fn eval(
 ) -> anyhow::Result<ExitCode> {
     let snap = crate::config::load(config, &crate::upstream::HealthRegistry::default(), 0)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy: SitePolicy = match site {
-        Some(s) => {
-            let site = snap
-                .sites
-                .iter()
-                .find(|x| x.name == s)
-                .ok_or_else(|| anyhow::anyhow!("no site named {s:?}"))?;
-            SitePolicy::clone(&site.waf)
-        }
-        None => SitePolicy::default_for(&snap.waf),
-    };
+    let (engine, policy) = site_policy(&snap, site)?;
     for c in corpora {
-        let r =
-            crate::waf::evaluate_corpus(&snap.waf, &policy, c).map_err(|e| anyhow::anyhow!(e))?;
+        let r = crate::waf::evaluate_corpus(&engine, &policy, c).map_err(|e| anyhow::anyhow!(e))?;
         println!(
             "{}: {} of {} blocked ({:.2}%)",
             c.display(),

@@ -35,6 +35,8 @@ pub struct Snapshot {
     /// The compiled WAF rulesets.
     pub waf: Arc<crate::waf::Engine>,
     pub rulesets_dir: PathBuf,
+    /// Directories of the CRS rule and exclusion files sites use (watched for reloads).
+    pub crs_dirs: Vec<PathBuf>,
     /// Protected pages of every site.
     pub deface: Arc<crate::deface::DefacePolicy>,
     pub deface_settings: DefaceSettings,
@@ -77,6 +79,11 @@ impl Snapshot {
     /// The site serving a normalised host name.
     pub fn site_for_host(&self, host: &str) -> Option<&Arc<Site>> {
         self.hosts.lookup(host).and_then(|i| self.sites.get(i))
+    }
+
+    /// The engine a site's WAF policy runs on.
+    pub fn waf_engine<'a>(&'a self, site: &'a Site) -> &'a Arc<crate::waf::Engine> {
+        site.waf_engine.as_ref().unwrap_or(&self.waf)
     }
 
     /// Whether a peer address is a trusted proxy (may set X-Forwarded-For and X-Request-Id).
@@ -245,8 +252,11 @@ pub struct Site {
     pub error_pages: ErrorPages,
     pub tls: Option<SiteTls>,
     pub security_headers: bool,
-    /// The site's WAF policy, compiled against the snapshot's engine.
+    /// The site's WAF policy, compiled against [`Snapshot::waf_engine`].
     pub waf: Arc<crate::waf::SitePolicy>,
+    /// The site's engine when it runs CRS (native rules plus CRS, shared by every site with
+    /// the same CRS directory and exclusion files); `None`: the snapshot's native engine.
+    pub waf_engine: Option<Arc<crate::waf::Engine>>,
 }
 
 impl Site {

@@ -1,8 +1,11 @@
 //! The OWASP CRS v4 regression suite and the blocking-mode check, run in process against
-//! `../shared/crs` (CRS itself is never copied into the repository). Skipped, with a message,
-//! when that directory is absent.
+//! `../shared/crs` (CRS itself is never copied into the repository), and CRS per site through
+//! the real proxy (`[waf.crs]`). Skipped, with a message, when that directory is absent.
 
+mod common;
+use common::*;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use egret::crs_cli::{crs_engine, crs_engine_with, read_corpus, CN_PROFILE, KNOWN_FAILURES};
 use egret::waf::seclang::crs::CrsSettings;
@@ -111,4 +114,184 @@ fn crs_blocks_attacks_and_passes_ordinary_requests_at_paranoia_1() {
     let v = regress::request_verdict(&engine, &policy, &bad);
     assert!(v.is_block(), "{v}");
     assert!(v.matches.iter().any(|m| m.id == 949110), "{v}");
+}
+
+/// A site running CRS at paranoia 1 with the Chinese-site profile (copied next to the config
+/// and named relative to the site file, as an operator would), plus `extra` in its `[waf]`.
+fn crs_site(o: std::net::SocketAddr, crs: &Path, extra: &str) -> String {
+    format!(
+        "{}\n[waf]\nparanoia = 1\n{extra}\n[waf.crs]\ndir = \"{}\"\nparanoia = 1\ninbound_threshold = 5\noutbound_threshold = 4\nexclusions = [\"../cn.conf\"]\n",
+        simple_site("s", "s.test", &[o], ""),
+        crs.display()
+    )
+}
+
+async fn get_status(g: &Gateway, path: &str) -> u16 {
+    client()
+        .get(g.url(path))
+        .header("host", "s.test")
+        .header("user-agent", "Mozilla/5.0")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn profile_text() -> String {
+    std::fs::read_to_string(repo(CN_PROFILE)).expect("profile")
+}
+
+/// `.htaccess` in an argument: CRS 930120 (OS file access, paranoia 1) blocks it; the native
+/// rulesets do not.
+const CRS_ONLY_ATTACK: &str = "/download?file=.htaccess";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crs_per_site_through_the_proxy() {
+    let Some(dir) = crs_dir() else { return };
+    let o = origin("o").await;
+    // Native rules only: the attack gets through (it is a CRS-only detection).
+    let native = Gateway::start(&[("s", simple_site("s", "s.test", &[o.addr], ""))], "", "");
+    assert_eq!(get_status(&native, CRS_ONLY_ATTACK).await, 200);
+    drop(native);
+
+    let g = Gateway::start_with_files(
+        &[("s", crs_site(o.addr, &dir, ""))],
+        &[("cn.conf", profile_text())],
+        "",
+        "",
+        false,
+    );
+    assert_eq!(
+        get_status(&g, CRS_ONLY_ATTACK).await,
+        403,
+        "CRS did not block"
+    );
+    assert_eq!(
+        get_status(
+            &g,
+            "/news?id=1%27%20union%20select%20password%20from%20users--"
+        )
+        .await,
+        403
+    );
+    for ok in [
+        "/",
+        "/index.html?page=2&q=%E6%94%BF%E5%8A%A1",
+        "/search?q=%E5%8A%9E%E4%BA%8B%E6%8C%87%E5%8D%97&page=1&sort=time&type=all",
+    ] {
+        assert_eq!(get_status(&g, ok).await, 200, "{ok} blocked");
+    }
+    let form = "title=%E5%BB%BA%E8%AE%AE&content=%E5%B8%82%E6%B0%91%E6%9D%A5%E4%BF%A1%EF%BC%9A%E5%85%B3%E4%BA%8E%E5%8A%9E%E4%BA%8B%E6%8C%87%E5%8D%97";
+    let r = client()
+        .post(g.url("/hdjl/letter/save"))
+        .header("host", "s.test")
+        .header("user-agent", "Mozilla/5.0")
+        .header("accept", "text/html")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "Chinese form post blocked");
+
+    // A native exclusion of the CRS rule id lets the request through; the rest of CRS stays.
+    let gen = g.generation();
+    g.write_site(
+        "s",
+        &crs_site(
+            o.addr,
+            &dir,
+            "[[waf.exclusions]]\nrule_ids = [930120]\npath = \"/download\"",
+        ),
+    );
+    g.wait_generation(gen);
+    assert_eq!(
+        get_status(&g, CRS_ONLY_ATTACK).await,
+        200,
+        "exclusion ignored"
+    );
+    assert_eq!(
+        get_status(&g, "/other?file=.htaccess").await,
+        403,
+        "the exclusion leaked to another path"
+    );
+
+    // A broken CRS exclusion file keeps the running configuration, with file:line.
+    let gen = g.generation();
+    g.write_file(
+        "cn.conf",
+        &format!(
+            "{}\nSecRule ARGS \"@rx x\" \"id:10999,phase:2,pass,bogusaction\"\n",
+            profile_text()
+        ),
+    );
+    let r = client()
+        .post(g.admin_url("/api/v1/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let text = r.text().await.unwrap();
+    let line = profile_text().lines().count() + 2;
+    assert!(text.contains(&format!("cn.conf:{line}:")), "{text}");
+    assert!(text.contains("bogusaction"), "{text}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(g.generation(), gen, "a broken CRS file was swapped in");
+    assert_eq!(get_status(&g, "/other?file=.htaccess").await, 403);
+    assert_eq!(get_status(&g, "/download?file=.htaccess").await, 200);
+}
+
+#[test]
+fn egret_check_validates_the_crs_block() {
+    let Some(dir) = crs_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("sites")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("certs")).unwrap();
+    let config = tmp.path().join("egret.toml");
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(
+        &config,
+        global_toml(http, None, admin, &tmp.path().join("a.log"), "", ""),
+    )
+    .unwrap();
+    let o: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let check = |site: String| {
+        std::fs::write(tmp.path().join("sites/s.toml"), site).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_egret"))
+            .args(["check", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    std::fs::write(tmp.path().join("cn.conf"), profile_text()).unwrap();
+    let (ok, out) = check(crs_site(o, &dir, ""));
+    assert!(ok, "{out}");
+    let bad = crs_site(o, &dir, "").replace("paranoia = 1\ninbound", "paranoia = 7\ninbound");
+    let (ok, out) = check(bad.clone());
+    assert!(!ok);
+    let line = bad.lines().position(|l| l == "[waf.crs]").unwrap() + 1;
+    assert!(out.contains(&format!("s.toml:{line}:")), "{out}");
+    assert!(out.contains("waf.crs.paranoia must be 1-4"), "{out}");
+    let (ok, out) = check(crs_site(o, Path::new("/nonexistent/crs"), ""));
+    assert!(!ok && out.contains("not a CRS installation"), "{out}");
+    let (ok, out) =
+        check(crs_site(o, &dir, "").replace("paranoia = 1\ninbound", "paranoya = 1\ninbound"));
+    assert!(!ok && out.contains("paranoya"), "{out}");
+    let (ok, out) = check(crs_site(
+        o,
+        &dir,
+        "[[waf.exclusions]]\nrule_ids = [999999123]",
+    ));
+    assert!(!ok && out.contains("unknown rule id 999999123"), "{out}");
 }

@@ -57,6 +57,7 @@ pub fn load_all(
             None
         }
     };
+    let mut waf_engines = waf_engine.clone().map(super::waf::WafEngines::new);
     let global_limits = merge_limits(&Limits::default(), &raw.limits);
     let global_timeouts = merge_timeouts(&UpstreamTimeouts::default(), &raw.upstream);
 
@@ -169,15 +170,11 @@ pub fn load_all(
             host_owner.insert(pattern.clone(), (sf.path.clone(), line));
             hosts.insert(&pattern, index);
         }
-        if let Some(engine) = &waf_engine {
+        if let Some(engines) = &mut waf_engines {
             let cfg = raw_site.waf.clone().unwrap_or_default();
-            match cfg.compile(engine) {
-                Ok(p) => site.waf = Arc::new(p),
-                Err(msgs) => {
-                    for m in msgs {
-                        errors.push(table_error(&sf, "waf", format!("waf: {m}")));
-                    }
-                }
+            if let Some(w) = engines.site(&sf, &cfg, &mut errors) {
+                site.waf = Arc::new(w.policy);
+                site.waf_engine = w.engine;
             }
         }
         if let Some(d) = &raw_site.deface {
@@ -369,6 +366,7 @@ pub fn load_all(
         deface: Arc::new(deface),
         waf,
         rulesets_dir,
+        crs_dirs: waf_engines.map(|e| e.watched_dirs()).unwrap_or_default(),
         acme: acme_global.map(|mut a| {
             a.sites = acme_sites;
             a
@@ -469,7 +467,7 @@ fn compile_deface(
 }
 
 /// An error at the line that opens `[table]` (or `[table.` / `[[table.`) in `sf`, else line 1.
-fn table_error(sf: &SourceFile, table: &str, message: String) -> ConfigError {
+pub(super) fn table_error(sf: &SourceFile, table: &str, message: String) -> ConfigError {
     let needles = [
         format!("[{table}]"),
         format!("[{table}."),
@@ -484,7 +482,7 @@ fn table_error(sf: &SourceFile, table: &str, message: String) -> ConfigError {
 }
 
 /// `p` relative to `dir` unless absolute.
-fn resolve_in(dir: &Path, p: &str) -> PathBuf {
+pub(super) fn resolve_in(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -969,6 +967,7 @@ fn compile_site(
         security_headers: raw.security_headers.unwrap_or(true),
         // Replaced by the compiled policy once the engine is known (see load_all).
         waf: Arc::new(crate::waf::SitePolicy::off()),
+        waf_engine: None,
         tls,
         name,
         file: sf.path.clone(),

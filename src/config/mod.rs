@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod error;
 pub mod raw;
+pub mod waf;
 
 pub use error::{ConfigError, ConfigErrors, SourceFile};
 

@@ -616,7 +616,7 @@ impl ProxyHttp for EgretProxy {
         if site.waf.mode != crate::waf::Mode::Off {
             if let Some(ip) = ctx.client_ip {
                 let (verdict, body_state) =
-                    waf_step::phase1(&snap.waf, &site.waf, session.req_header(), ip);
+                    waf_step::phase1(snap.waf_engine(&site), &site.waf, session.req_header(), ip);
                 waf_step::record(
                     &self.state,
                     ctx,

@@ -389,7 +389,8 @@ impl TxState {
             content_type: req.effective_content_type(),
             client_ip: req.client_ip,
             cache: Cache::default(),
-            tx: HashMap::new(),
+            // The site's CRS settings (empty for native-only policies: no allocation).
+            tx: policy.tx_seed.iter().cloned().collect(),
             disabled,
             removals,
             inbound: 0,

@@ -26,7 +26,7 @@ pub mod verdict;
 pub use engine::{Engine, Transaction};
 pub use explain::{explain, Explanation};
 pub use load::LoadError;
-pub use policy::{ExclusionConfig, Mode, OverLimit, SitePolicy, SitePolicyConfig};
+pub use policy::{CrsBinding, ExclusionConfig, Mode, OverLimit, SitePolicy, SitePolicyConfig};
 pub use request::Request;
 pub use testing::{
     evaluate_corpus, evaluate_exchange, run_rule_tests, CorpusReport, OwnedRequest, OwnedResponse,

@@ -67,6 +67,8 @@ pub struct SitePolicyConfig {
     pub inspect_response_body: bool,
     /// Bytes of a response body held back and inspected; the rest streams through unseen.
     pub response_body_limit: usize,
+    /// The OWASP CRS next to the native rules (`[waf.crs]`, see docs/crs.md).
+    pub crs: Option<crate::waf::seclang::CrsConfig>,
 }
 
 impl Default for SitePolicyConfig {
@@ -82,8 +84,18 @@ impl Default for SitePolicyConfig {
             trusted_paths: Vec::new(),
             inspect_response_body: true,
             response_body_limit: DEFAULT_RESPONSE_BODY_LIMIT,
+            crs: None,
         }
     }
+}
+
+/// Where CRS sits in a site's engine and the site's CRS settings: rules from `first_rule` on
+/// are CRS (filtered by the CRS detection paranoia instead of `waf.paranoia`), and the
+/// settings are seeded into TX when each transaction starts (as `crs-setup.conf` would).
+#[derive(Debug, Clone, Copy)]
+pub struct CrsBinding<'a> {
+    pub first_rule: usize,
+    pub settings: &'a crate::waf::seclang::CrsSettings,
 }
 
 /// A compiled exclusion: which rules (indexes into the engine), where, and what.
@@ -118,6 +130,8 @@ pub struct SitePolicy {
     pub(crate) exclusions: Vec<CompiledExclusion>,
     /// Rules disabled everywhere (paranoia filter and unscoped rule exclusions).
     pub(crate) disabled: Vec<bool>,
+    /// TX variables every transaction starts with (the site's CRS settings).
+    pub(crate) tx_seed: Vec<(String, Vec<u8>)>,
 }
 
 impl SitePolicy {
@@ -135,6 +149,7 @@ impl SitePolicy {
             response_body_limit: DEFAULT_RESPONSE_BODY_LIMIT,
             exclusions: Vec::new(),
             disabled: Vec::new(),
+            tx_seed: Vec::new(),
         }
     }
 
@@ -155,6 +170,7 @@ impl SitePolicy {
                 response_body_limit: DEFAULT_RESPONSE_BODY_LIMIT,
                 exclusions: Vec::new(),
                 disabled: vec![false; engine.rules().len()],
+                tx_seed: Vec::new(),
             },
         }
     }
@@ -164,6 +180,21 @@ impl SitePolicyConfig {
     /// Validates the table against the engine's rules: paranoia 1-4, thresholds > 0, every
     /// exclusion names known rule ids or tags and a valid target.
     pub fn compile(&self, engine: &Engine) -> Result<SitePolicy, Vec<String>> {
+        if self.crs.is_some() {
+            return Err(vec![
+                "waf.crs: this policy needs its CRS engine (compile_with_crs)".to_owned(),
+            ]);
+        }
+        self.compile_with_crs(engine, None)
+    }
+
+    /// [`compile`](Self::compile) for an engine that holds CRS after the native rules.
+    /// Exclusions (`rule_ids`, `tags`) apply to CRS rules like to native ones.
+    pub fn compile_with_crs(
+        &self,
+        engine: &Engine,
+        crs: Option<CrsBinding<'_>>,
+    ) -> Result<SitePolicy, Vec<String>> {
         let mut errors = Vec::new();
         if !(1..=4).contains(&self.paranoia) {
             errors.push(format!("waf.paranoia must be 1-4, got {}", self.paranoia));
@@ -178,7 +209,14 @@ impl SitePolicyConfig {
             errors.push("waf.response_body_limit must be positive".to_owned());
         }
         let rules = engine.rules();
-        let mut disabled: Vec<bool> = rules.iter().map(|r| r.paranoia > self.paranoia).collect();
+        let mut disabled: Vec<bool> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match crs {
+                Some(c) if i >= c.first_rule => r.paranoia > c.settings.detection_paranoia(),
+                _ => r.paranoia > self.paranoia,
+            })
+            .collect();
         let mut exclusions = Vec::new();
         for (n, ex) in self.exclusions.iter().enumerate() {
             let at = format!("waf.exclusions[{n}]");
@@ -285,6 +323,7 @@ impl SitePolicyConfig {
             over_limit: self.over_limit,
             exclusions,
             disabled,
+            tx_seed: crs.map(|c| c.settings.tx_seed()).unwrap_or_default(),
         })
     }
 }

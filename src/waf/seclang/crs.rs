@@ -47,6 +47,62 @@ pub struct CrsConfig {
     pub tx: BTreeMap<String, String>,
 }
 
+impl CrsConfig {
+    /// Validates the per-site settings (paranoia 1-4, detection paranoia at least the
+    /// blocking one, thresholds at least 1, `tx` names of letters, digits and `_`);
+    /// `site_paranoia` is the site's `waf.paranoia`, the default blocking level. Messages
+    /// name the key (`waf.crs.paranoia ...`).
+    pub fn settings(&self, site_paranoia: u8) -> Result<CrsSettings, Vec<String>> {
+        let mut errors = Vec::new();
+        let paranoia = self.paranoia.unwrap_or(site_paranoia);
+        if !(1..=4).contains(&paranoia) {
+            errors.push(format!("waf.crs.paranoia must be 1-4, got {paranoia}"));
+        }
+        if let Some(d) = self.detection_paranoia {
+            if !(1..=4).contains(&d) || d < paranoia {
+                errors.push(format!(
+                    "waf.crs.detection_paranoia must be {paranoia}-4 (at least waf.crs.paranoia), got {d}"
+                ));
+            }
+        }
+        for (key, t) in [
+            ("inbound_threshold", self.inbound_threshold),
+            ("outbound_threshold", self.outbound_threshold),
+        ] {
+            if t == Some(0) {
+                errors.push(format!("waf.crs.{key} must be at least 1"));
+            }
+        }
+        let mut settings = CrsSettings::new(
+            paranoia,
+            self.detection_paranoia,
+            self.inbound_threshold,
+            self.outbound_threshold,
+        );
+        for (k, v) in &self.tx {
+            let name = k.to_ascii_lowercase();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                errors.push(format!(
+                    "waf.crs.tx: {k:?} is not a TX variable name (letters, digits, '_')"
+                ));
+            } else if let std::collections::btree_map::Entry::Vacant(slot) =
+                settings.vars.entry(name)
+            {
+                slot.insert(v.clone());
+            } else {
+                errors.push(format!(
+                    "waf.crs.tx: {k:?} is set by waf.crs.paranoia / thresholds; set it there"
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
 /// CRS settings seeded into TX before any rule runs, as `crs-setup.conf` would.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CrsSettings {
@@ -54,6 +110,22 @@ pub struct CrsSettings {
 }
 
 impl CrsSettings {
+    /// The highest paranoia level whose rules run (detection level, else blocking level).
+    pub fn detection_paranoia(&self) -> u8 {
+        let level = |k: &str| self.vars.get(k).and_then(|v| v.trim().parse::<u8>().ok());
+        level("detection_paranoia_level")
+            .or_else(|| level("blocking_paranoia_level"))
+            .unwrap_or(1)
+    }
+
+    /// The settings as TX variables (name, value) for a transaction's start.
+    pub fn tx_seed(&self) -> Vec<(String, Vec<u8>)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect()
+    }
+
     /// Settings for a blocking paranoia level and thresholds.
     pub fn new(
         paranoia: u8,
@@ -226,6 +298,23 @@ mod tests {
         assert_eq!(version_number("OWASP_CRS/4.28.0"), Some(4280));
         assert_eq!(version_number("4.3.0\n"), Some(4030));
         assert_eq!(version_number("x"), None);
+    }
+
+    #[test]
+    fn site_settings_are_validated() {
+        let cfg = |toml: &str| -> CrsConfig { toml::from_str(toml).expect("parses") };
+        let s = cfg("dir = \"/crs\"\ninbound_threshold = 7\n[tx]\nallowed_methods = \"GET POST\"")
+            .settings(2)
+            .expect("valid");
+        assert_eq!(s.vars["blocking_paranoia_level"], "2");
+        assert_eq!(s.vars["inbound_anomaly_score_threshold"], "7");
+        assert_eq!(s.vars["allowed_methods"], "GET POST");
+        assert_eq!(s.detection_paranoia(), 2);
+        let e = cfg("dir = \"/crs\"\nparanoia = 3\ndetection_paranoia = 2\noutbound_threshold = 0\n[tx]\n\"a'b\" = \"1\"")
+            .settings(1)
+            .expect_err("invalid");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(toml::from_str::<CrsConfig>("dir = \"/crs\"\nparanoya = 1").is_err());
     }
 
     #[test]
