@@ -349,10 +349,15 @@ egret_accepts() {   # $1 extra site TOML: does `egret check` accept it?
 # >>> HOOK: Egret WAF targets: the global-file and site-file TOML appended to the egret target's
 # config. Add the target names to TARGETS above to measure them. egret-waf-pl1 is filled in from
 # the keys documented in README.md ("[waf]" of a site file, "rulesets_dir"); it is not in the
-# default TARGETS yet. egret-crs-pl1 waits for the CRS ruleset.
+# default TARGETS yet. egret-crs-pl1 runs OWASP CRS v4 alone (no native rules: an empty
+# rulesets_dir, like nginx-crs) from CRS_DIR (default ../shared/crs), paranoia 1, blocking, with
+# the Chinese-site exclusion profile (rulesets/crs/cn-exclusions.conf, docs/crs.md).
 EGRET_WAF_PL1_GLOBAL="rulesets_dir = \"$ROOT/rulesets\""     # shipped rules, paranoia 1, blocking
 EGRET_WAF_PL1_SITE=$'[waf]\nmode = "block"\nparanoia = 1'
-EGRET_CRS_PL1_GLOBAL=""; EGRET_CRS_PL1_SITE=""                 # OWASP CRS, paranoia 1, blocking
+CRS_DIR=${CRS_DIR:-$ROOT/../shared/crs}
+mkdir -p "$WORK/crs-only-rulesets"
+EGRET_CRS_PL1_GLOBAL="rulesets_dir = \"$WORK/crs-only-rulesets\""   # OWASP CRS, paranoia 1, blocking
+EGRET_CRS_PL1_SITE=$'[waf]\nmode = "block"\nparanoia = 1\n[waf.crs]\n'"dir = \"$CRS_DIR\""$'\nparanoia = 1\ninbound_threshold = 5\noutbound_threshold = 4\n'"exclusions = [\"$ROOT/rulesets/crs/cn-exclusions.conf\"]"
 # <<< HOOK
 
 # --------------------------------------------------------------------------- start targets
