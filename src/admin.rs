@@ -112,13 +112,7 @@ impl ServeHttp for AdminApp {
             }
             ("POST", "/api/v1/deface/approve") => {
                 let query = session.req_header().uri.query().unwrap_or("").to_string();
-                let param = |name: &str| {
-                    query
-                        .split('&')
-                        .filter_map(|kv| kv.split_once('='))
-                        .find(|(k, _)| *k == name)
-                        .map(|(_, v)| percent_decode(v))
-                };
+                let param = |name: &str| query_param(&query, name);
                 let (Some(site), Some(path)) = (param("site"), param("path")) else {
                     return json_response(
                         StatusCode::BAD_REQUEST,
@@ -190,6 +184,15 @@ impl ServeHttp for AdminApp {
 
 fn snap_metrics_public(state: &AppState) -> bool {
     state.snapshot.load().global.admin.metrics_public
+}
+
+/// The first value of query parameter `name`, percent-decoded (public for the fuzz target).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| percent_decode(v))
 }
 
 /// Decodes %XX escapes (and '+' as space) of a query value; invalid escapes stay as they are.
