@@ -49,6 +49,8 @@ pub struct Engine {
     /// Per chain: every transformation leaves a plain value (see [`is_plain`]) unchanged up to
     /// ASCII case, so the literal prefilter can run on the raw value.
     chain_keeps_plain: Vec<bool>,
+    /// Per trie node: every transformation from the root to it keeps plain values plain.
+    node_keeps_plain: Vec<bool>,
     prefilter: Option<Prefilter>,
     /// Per rule: resolved `skip_after` (index of the rule after which to resume).
     skip_after: Vec<Option<usize>>,
@@ -121,6 +123,12 @@ impl Engine {
                 parent = Some(idx as u32);
             }
             chain_nodes.push(parent);
+        }
+        let mut node_keeps_plain: Vec<bool> = Vec::with_capacity(nodes.len());
+        for (parent, t) in &nodes {
+            // Parents are always created before their children.
+            let up = parent.is_none_or(|p| node_keeps_plain[p as usize]);
+            node_keeps_plain.push(up && t.keeps_plain());
         }
         let chain_keeps_plain = chains
             .iter()
@@ -196,6 +204,7 @@ impl Engine {
             nodes,
             chain_nodes,
             chain_keeps_plain,
+            node_keeps_plain,
             prefilter,
             skip_after,
             phase_rules,
@@ -961,6 +970,12 @@ impl TxState {
         let (parent, t) = cx.engine.nodes[k as usize];
         if let Some(p) = parent {
             self.compute_node(cx, id, p);
+        }
+        // A plain value stays plain along a plain-keeping path, and an identity-on-plain
+        // transformation returns it unchanged: no need to scan it.
+        if t.identity_on_plain() && cx.engine.node_keeps_plain[k as usize] && self.item_plain(id) {
+            self.cache.slots[slot] = 1;
+            return;
         }
         let out = match t.apply(self.node_value(cx, id, parent)) {
             std::borrow::Cow::Borrowed(_) => None,

@@ -40,6 +40,16 @@ pub enum Transform {
 }
 
 impl Transform {
+    /// Whether this transformation returns a plain value exactly as it is (the plain-keeping
+    /// ones except those that change ASCII case).
+    pub fn identity_on_plain(self) -> bool {
+        self.keeps_plain()
+            && !matches!(
+                self,
+                Transform::Lowercase | Transform::Uppercase | Transform::CmdLine
+            )
+    }
+
     /// Whether this transformation leaves a plain value (ASCII letters, digits, `_`, and
     /// non-ASCII bytes other than 0xA0) unchanged up to ASCII case. The engine's prefilter
     /// fast path relies on it: keep it `false` for anything that rewrites such bytes.
@@ -865,6 +875,9 @@ mod tests {
             for v in &samples {
                 assert!(super::super::engine::is_plain_for_tests(v));
                 let out = t.apply(v);
+                if t.identity_on_plain() {
+                    assert_eq!(&out[..], &v[..], "{} changed plain value", t.name());
+                }
                 assert!(
                     out.eq_ignore_ascii_case(v),
                     "{} changed plain value {:?} into {:?}",
