@@ -389,6 +389,26 @@ async fn compressed_bodies_are_inspected_after_decompression() {
         "the compressed body reaches the origin as sent"
     );
     assert_eq!(o.bodies(), 1);
+    // A decompression bomb (20 MB of zeros in a few KB: past ten times the 1 MiB inspection
+    // limit) and a corrupt gzip stream are refused, never passed uninspected.
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(&vec![b'0'; 20 * 1024 * 1024]).unwrap();
+    let bomb = e.finish().unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    assert_eq!(send(&g, "POST", "/api/x", &h, Some(bomb)).await.0, 413);
+    let corrupt = b"\x1f\x8b\x08\x00garbage-not-deflate".to_vec();
+    assert_eq!(send(&g, "POST", "/api/x", &h, Some(corrupt)).await.0, 400);
+    let br = [
+        ("content-type", "application/json"),
+        ("content-encoding", "x-unknown"),
+    ];
+    assert_eq!(
+        send(&g, "POST", "/api/x", &br, Some(b"{}".to_vec()))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(o.bodies(), 1, "the origin saw none of them");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -713,6 +713,11 @@ impl ProxyHttp for EgretProxy {
                     // The transaction stays for the response phases.
                     ctx.waf = Some(w);
                 }
+                BodyStep::Undecodable(code, why) => {
+                    ctx.action = Action::Rejected;
+                    ctx.error = Some(why);
+                    return Error::e_explain(HTTPStatus(code), why);
+                }
                 BodyStep::TooLarge => {
                     ctx.action = Action::Rejected;
                     ctx.error = Some("body over the WAF inspection limit");

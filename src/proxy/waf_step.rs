@@ -88,6 +88,9 @@ pub enum BodyStep {
     /// Refuse the request with this verdict (403), or 413 when the body is over the limit.
     Block(Verdict),
     TooLarge,
+    /// A compressed body that cannot be inspected (a decompression bomb: 413; a corrupt or
+    /// unknown coding: 400): refused rather than passed uninspected.
+    Undecodable(u16, &'static str),
 }
 
 impl WafState {
@@ -103,8 +106,11 @@ impl WafState {
                     waf::OverLimit::InspectPrefix => {
                         let room = self.limit - self.buf.len();
                         self.buf.extend_from_slice(&c[..room]);
-                        let verdict = self.inspect();
                         self.done = true;
+                        let verdict = match self.inspect() {
+                            Ok(v) => v,
+                            Err((code, why)) => return BodyStep::Undecodable(code, why),
+                        };
                         if verdict.is_block() {
                             return BodyStep::Block(verdict);
                         }
@@ -120,15 +126,20 @@ impl WafState {
             return BodyStep::Hold;
         }
         self.done = true;
-        let verdict = self.inspect();
+        let verdict = match self.inspect() {
+            Ok(v) => v,
+            Err((code, why)) => return BodyStep::Undecodable(code, why),
+        };
         if verdict.is_block() {
             return BodyStep::Block(verdict);
         }
         BodyStep::Forward(std::mem::take(&mut self.buf).freeze(), Some(verdict))
     }
 
-    /// Phase 2 on the buffered body, decompressed first when the client compressed it.
-    fn inspect(&mut self) -> Verdict {
+    /// Phase 2 on the buffered body, decompressed first when the client compressed it. A
+    /// compressed body is inspected decompressed or not at all: decoding past ten times the
+    /// inspection limit (a bomb) or a corrupt or unknown coding refuses the request.
+    fn inspect(&mut self) -> Result<Verdict, (u16, &'static str)> {
         let decoded = match self.content_encoding.as_deref() {
             None | Some("identity") => None,
             Some(enc) => match crate::deface::decode_body(
@@ -137,13 +148,14 @@ impl WafState {
                 self.limit.saturating_mul(10),
             ) {
                 Ok(d) => Some(d.into_owned()),
-                // Undecodable or a decompression bomb: inspect the raw bytes (rules on
-                // REQBODY_ERROR-like anomalies still see them) rather than skip inspection.
-                Err(_) => None,
+                Err(crate::deface::DecodeError::TooLarge { .. }) => {
+                    return Err((413, "compressed request body over the inspection limit"))
+                }
+                Err(_) => return Err((400, "undecodable request body content coding")),
             },
         };
         let body: &[u8] = decoded.as_deref().unwrap_or(&self.buf);
-        self.tx.eval_body(body)
+        Ok(self.tx.eval_body(body))
     }
 }
 
