@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
 done
 case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
 
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-7}
 TLS_DURATION=${TLS_DURATION:-$(( DURATION / 2 > 2 ? DURATION / 2 : 2 ))}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
@@ -55,11 +55,14 @@ TLS_WORKLOADS=${TLS_WORKLOADS-"https-get handshake"}
 #   nginx-tls     the nginx proxy's TLS listener (HTTP/2 and HTTP/1.1)
 #   egret-tls     Egret with an https listener (same config + certificate)
 #
-# >>> HOOK: WAF targets. When Egret's WAF config keys exist, add "egret-waf-pl1" (shipped rules,
-# paranoia 1) and "egret-crs-pl1" (OWASP CRS, paranoia 1) here and fill in EGRET_WAF_PL1_* /
-# EGRET_CRS_PL1_* further down (search for "HOOK"). Every target whose name starts with "egret"
-# also gets a ratio to bare-pingora. Mind the time budget: with 6 targets use DURATION=7.
-TARGETS=${TARGETS-"nginx nginx-crs bare-pingora egret"}
+#   egret-waf-pl1 Egret with its shipped rulesets, paranoia 1, blocking
+#   egret-crs-pl1 Egret with the OWASP CRS v4 from CRS_DIR, paranoia 1, blocking (only when
+#                 CRS_DIR, default ../shared/crs, exists)
+# Every target whose name starts with "egret" also gets a ratio to bare-pingora. With the six
+# plain targets the default DURATION=7 keeps the run under ten minutes.
+_crs_default=""
+[ -d "${CRS_DIR:-$ROOT/../shared/crs}/rules" ] && _crs_default=" egret-crs-pl1"
+TARGETS=${TARGETS-"nginx nginx-crs bare-pingora egret egret-waf-pl1$_crs_default"}
 TLS_TARGETS=${TLS_TARGETS-"nginx-tls egret-tls"}
 # <<< HOOK
 
@@ -348,8 +351,7 @@ egret_accepts() {   # $1 extra site TOML: does `egret check` accept it?
 
 # >>> HOOK: Egret WAF targets: the global-file and site-file TOML appended to the egret target's
 # config. Add the target names to TARGETS above to measure them. egret-waf-pl1 is filled in from
-# the keys documented in README.md ("[waf]" of a site file, "rulesets_dir"); it is not in the
-# default TARGETS yet. egret-crs-pl1 runs OWASP CRS v4 alone (no native rules: an empty
+# the keys documented in README.md ("[waf]" of a site file, "rulesets_dir"). egret-crs-pl1 runs OWASP CRS v4 alone (no native rules: an empty
 # rulesets_dir, like nginx-crs) from CRS_DIR (default ../shared/crs), paranoia 1, blocking, with
 # the Chinese-site exclusion profile (rulesets/crs/cn-exclusions.conf, docs/crs.md).
 EGRET_WAF_PL1_GLOBAL="rulesets_dir = \"$ROOT/rulesets\""     # shipped rules, paranoia 1, blocking
