@@ -197,6 +197,8 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     pub min_body_rate: u64,
     pub body_rate_grace: Duration,
+    /// Longest one write to the client may wait.
+    pub client_send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -209,6 +211,7 @@ impl Default for Limits {
             client_body_timeout: Duration::from_secs(30),
             min_body_rate: 256,
             body_rate_grace: Duration::from_secs(10),
+            client_send_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -840,6 +840,10 @@ fn merge_limits(base: &Limits, raw: &RawLimits) -> Limits {
             .client_body_timeout
             .map(|d| d.0)
             .unwrap_or(base.client_body_timeout),
+        client_send_timeout: raw
+            .client_send_timeout
+            .map(|d| d.0)
+            .unwrap_or(base.client_send_timeout),
     }
 }
 

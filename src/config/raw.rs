@@ -188,6 +188,9 @@ pub struct RawLimits {
     /// Time a body may take before `min_body_rate` applies. Default 10s.
     pub body_rate_grace: Option<Dur>,
     pub max_uri_bytes: Option<ByteSize>,
+    /// Longest a single write of the response to the client may wait (a client that stops
+    /// reading is cut off). Default 60s.
+    pub client_send_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

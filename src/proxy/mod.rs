@@ -606,6 +606,8 @@ impl ProxyHttp for EgretProxy {
                 .await;
         }
         session.set_read_timeout(Some(site.limits.client_body_timeout));
+        // A client that stops reading the response is cut off (slow-read attacks).
+        session.set_write_timeout(Some(site.limits.client_send_timeout));
 
         // 3-4. allow/deny lists, rate limits, flood challenge
         if let Some(done) = self.rate_limit_step(session, ctx, &snap, &site).await? {
