@@ -51,6 +51,9 @@ pub struct Engine {
     chain_keeps_plain: Vec<bool>,
     /// Per trie node: every transformation from the root to it keeps plain values plain.
     node_keeps_plain: Vec<bool>,
+    /// Per chain: every transformation returns a plain value as it is (the operator can run
+    /// on the raw bytes of a plain value).
+    chain_identity_on_plain: Vec<bool>,
     prefilter: Option<Prefilter>,
     /// Per rule: resolved `skip_after` (index of the rule after which to resume).
     skip_after: Vec<Option<usize>>,
@@ -130,6 +133,10 @@ impl Engine {
             let up = parent.is_none_or(|p| node_keeps_plain[p as usize]);
             node_keeps_plain.push(up && t.keeps_plain());
         }
+        let chain_identity_on_plain = chains
+            .iter()
+            .map(|c| c.iter().all(|t| t.identity_on_plain()))
+            .collect();
         let chain_keeps_plain = chains
             .iter()
             .map(|c| c.iter().all(|t| t.keeps_plain()))
@@ -205,6 +212,7 @@ impl Engine {
             chain_nodes,
             chain_keeps_plain,
             node_keeps_plain,
+            chain_identity_on_plain,
             prefilter,
             skip_after,
             phase_rules,
@@ -782,9 +790,33 @@ impl TxState {
                 let select = var.is_collection() && !matches!(target.selector, Selector::All);
                 let check_excl =
                     !rule.targets.exclusions.is_empty() || self.removals.contains_key(&ri);
+                // Rule-level part of eval_item's prefilter fast path, decided once per rule:
+                // plain members the prefilter rules out are skipped without a call.
+                let engine = cx.engine;
+                let skip_plain = match &engine.prefilter {
+                    Some(pf)
+                        if !rule.actions.multi_match
+                            && engine.chain_keeps_plain[rule.chain_id]
+                            && pf.filtered.get(ri).copied().unwrap_or(false)
+                            && std::ptr::eq(rule, &engine.rules[ri]) =>
+                    {
+                        Some(pf)
+                    }
+                    _ => None,
+                };
+                self.grow_cache(cx);
                 let n = self.vars.ids(var).len();
                 for k in 0..n {
                     let id = self.vars.ids(var)[k];
+                    if let Some(pf) = skip_plain {
+                        if self.item_plain(id) {
+                            let slot = self.cands_slot(pf, engine.rules.len(), id, Src::Raw);
+                            if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0
+                            {
+                                continue;
+                            }
+                        }
+                    }
                     if select || check_excl {
                         let key = &self.vars.item(id).key;
                         if (select && !target.selector.selects(key))
@@ -1039,7 +1071,10 @@ impl TxState {
                 }
             }
         }
-        if let Some(k) = node {
+        // A plain value through an identity-on-plain chain is the raw value: nothing to
+        // compute (uncomputed slots read as the raw value).
+        let identity = engine.chain_identity_on_plain[cid] && self.item_plain(id);
+        if let (Some(k), false) = (node, identity) {
             self.compute_node(cx, id, k);
         }
         if rule.actions.multi_match {
