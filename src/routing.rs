@@ -30,7 +30,11 @@ pub fn normalize_host(raw: &str) -> Option<String> {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
+    // Empty labels (`..`, a leading dot, two trailing dots) name no host.
     if host.is_empty()
+        || host.starts_with('.')
+        || host.ends_with('.')
+        || host.contains("..")
         || !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
@@ -117,6 +121,9 @@ mod tests {
         assert_eq!(normalize_host(""), None);
         assert_eq!(normalize_host("host:port"), None);
         assert_eq!(normalize_host("host:99999999"), None);
+        for empty_label in ["..", ".", ".a", "a..", "a..b"] {
+            assert_eq!(normalize_host(empty_label), None, "{empty_label}");
+        }
         assert_eq!(normalize_host("host:+80"), None);
         assert_eq!(normalize_host("host:").as_deref(), Some("host"));
     }

@@ -147,6 +147,8 @@ async fn host_spellings_route_to_one_site_or_are_refused() {
         "s.test%00",
         "s.test\tx",
         "s.test/x",
+        "s.test..",
+        ".s.test",
         "",
     ] {
         let r = get_raw(&g, host, "/x").await;
@@ -154,7 +156,7 @@ async fn host_spellings_route_to_one_site_or_are_refused() {
         assert!(r.closed, "Host {host:?}");
     }
     // Names that are not the site's: the unknown-host page, never the site.
-    for host in ["s.test..", "xs.test", "s.test.evil", "[s.test]"] {
+    for host in ["xs.test", "s.test.evil", "[s.test]"] {
         let r = get_raw(&g, host, "/x").await;
         assert_eq!(r.status(), Some(404), "Host {host:?}: {}", r.text);
     }
