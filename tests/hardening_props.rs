@@ -114,8 +114,10 @@ proptest! {
     }
 }
 
-/// A generated site: hosts, pools with backends and weights, routes, limits.
-fn site_strategy() -> impl Strategy<Value = (Vec<String>, Vec<(u16, u8)>, Vec<String>, u64)> {
+/// A generated site: hosts, backends (port, weight), route prefixes, max body bytes.
+type GenSite = (Vec<String>, Vec<(u16, u8)>, Vec<String>, u64);
+
+fn site_strategy() -> impl Strategy<Value = GenSite> {
     (
         proptest::collection::btree_set("[a-z]{1,8}(\\.[a-z]{1,5}){1,2}", 1..4)
             .prop_map(|s| s.into_iter().collect::<Vec<_>>()),
