@@ -52,9 +52,17 @@ async fn connect(s: &Setup) -> Tls {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(s.g.https.unwrap())
-        .await
-        .unwrap();
+    // The harness waits for the plain and admin listeners; the TLS one may come up just after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let tcp = loop {
+        match tokio::net::TcpStream::connect(s.g.https.unwrap()).await {
+            Ok(t) => break t,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "TLS listener not up: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     let name = rustls::pki_types::ServerName::try_from("s.test").unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
