@@ -370,6 +370,30 @@ async fn broken_origins_get_clean_errors_counted_without_leaks() {
     );
     assert!(m.contains("egret_requests_total{action=\"upstream_error\",method=\"GET\",site=\"bad\",status_class=\"5xx\"}"), "{m}");
 
+    // Logged: one access-log line per failed request, with the site, the action and the backend.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(&g.access_log).unwrap_or_default();
+        let failed: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("\"site\":\"bad\"") && l.contains("\"action\":\"upstream_error\"")
+            })
+            .collect();
+        if failed.len() >= 5 {
+            assert!(
+                failed.iter().any(|l| l.contains(&bad.addr.to_string())),
+                "no backend address in {failed:#?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upstream errors not logged:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // No leak: descriptors come back, the gateway holds no connection to the hanging origin.
     let deadline = Instant::now() + Duration::from_secs(10);
     let fds_after = loop {
