@@ -128,8 +128,8 @@ install_packages() {
 install_packages
 
 # --------------------------------------------------------------------------- build
-EGRET_BIN="$ROOT/target/release/egret"
-BARE_BIN="$ROOT/target/release/examples/bare_pingora"
+EGRET_BIN=${EGRET_BIN:-"$ROOT/target/release/egret"}     # override to measure another build
+BARE_BIN=${BARE_BIN:-"$ROOT/target/release/examples/bare_pingora"}
 if [ "$BUILD" = 1 ]; then
     log "building (cargo build --release; cargo build --release --example bare_pingora)"
     (cd "$ROOT" && nice cargo build --release -q && nice cargo build --release -q --example bare_pingora)
