@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     if !once.contains('%') {
         assert_eq!(once, twice, "not idempotent for {text:?}");
     }
-    if text.starts_with('/') || once.as_ref() != text {
+    // Request paths start with '/' (origin-form; pingora takes the path of absolute-form); a
+    // relative path part is returned as it is when there is nothing to normalise.
+    let path_part = text.split(['?', '#']).next().unwrap_or(text);
+    if path_part.starts_with('/') || once.as_ref() != path_part {
         assert!(once.starts_with('/'), "{text:?} -> {once:?}");
         assert!(
             !once.split('/').any(|s| s == ".." || s == "."),
