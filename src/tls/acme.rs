@@ -2,7 +2,7 @@
 //! renews the certificate of every site with `[tls] acme = true`, answers the CA's HTTP-01
 //! challenges on the plain HTTP listener, stores the account and certificates under
 //! `[acme] state_dir`, and reloads the configuration so new handshakes use the new certificate.
-//! Failures are logged, shown in the admin status and retried with backoff (1 minute, doubling,
+//! Failures are logged, shown in the admin status and retried with backoff (5 seconds, doubling,
 //! at most 1 hour).
 
 use crate::snapshot::AcmeSettings;
@@ -88,8 +88,10 @@ impl BackgroundService for AcmeManager {
                             next: Instant::now(),
                         });
                         b.failures += 1;
+                        // 5 s, 10 s, 20 s ... at most an hour: a CA (or network) that is not
+                        // up yet when the gateway starts is retried soon.
                         let delay =
-                            Duration::from_secs(60u64.saturating_mul(1 << b.failures.min(6)) / 2)
+                            Duration::from_secs(5u64.saturating_mul(1 << (b.failures - 1).min(10)))
                                 .min(Duration::from_secs(3600));
                         b.next = Instant::now() + delay;
                         log::error!(
