@@ -508,6 +508,8 @@ async fn response_phases_block_leaks_and_pass_clean_pages() {
         "leak reached the client: {page}"
     );
     assert!(page.contains("403"), "block page expected: {page}");
+    // The origin's Content-Length was kept (keep-alive framing): the notice is fitted to it.
+    assert_eq!(page.len(), leak.len());
 
     // gzip: reqwest (no gzip feature) gets the bytes as sent; decode them here.
     let resp = client()

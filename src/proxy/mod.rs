@@ -1029,7 +1029,7 @@ impl ProxyHttp for EgretProxy {
                 ctx.action = Action::Blocked;
                 ctx.error = Some("response blocked by the WAF");
                 let page = ctx.error_pages().render(403, &ctx.request_id);
-                match rb.block_page(&page) {
+                match rb.block_page(&page, &ctx.request_id) {
                     Some(page) => {
                         *body = end_of_stream.then(|| page.clone());
                         ctx.response_replacement = Some(page);

@@ -227,6 +227,9 @@ pub struct ResponseBody {
     buf: BytesMut,
     limit: usize,
     content_encoding: Option<String>,
+    /// The response keeps its Content-Length (a body within the limit is held back whole):
+    /// a replacement must have exactly this length.
+    fixed_len: Option<usize>,
 }
 
 /// What phase 4 decided for a response body chunk.
@@ -312,15 +315,27 @@ pub fn response_headers(
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty() && s != "identity");
-        // The body may be replaced: its length is no longer known in advance.
-        resp.remove_header("content-length");
-        if req.version == http::Version::HTTP_11 {
-            resp.insert_header("transfer-encoding", "chunked")?;
+        let declared = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        // An unencoded body within the limit is held back whole: it keeps its Content-Length
+        // (and the connection its keep-alive framing); a replacement is fitted to that length.
+        // A longer, unframed or encoded body may be replaced by a page of another length (the
+        // gzip-encoded block page, or after only its prefix was seen): it goes out chunked.
+        let fixed_len = declared.filter(|&n| n <= limit && content_encoding.is_none());
+        if fixed_len.is_none() {
+            resp.remove_header("content-length");
+            if req.version == http::Version::HTTP_11 {
+                resp.insert_header("transfer-encoding", "chunked")?;
+            }
         }
         plan = ResponsePlan::InspectBody(Box::new(ResponseBody {
             buf: BytesMut::new(),
             limit,
             content_encoding,
+            fixed_len,
         }));
     }
     ctx.waf = Some(w);
@@ -354,7 +369,19 @@ impl ResponseBody {
 
     /// The block page in the response's content coding (gzip is re-encoded; for other
     /// codings `None`: the caller aborts the stream instead of sending garbage).
-    pub fn block_page(&self, page: &str) -> Option<Bytes> {
+    pub fn block_page(&self, page: &str, request_id: &str) -> Option<Bytes> {
+        if let Some(n) = self.fixed_len {
+            // The length is fixed by the header already sent: the page if it fits (padded with
+            // spaces), else a one-line notice cut to the length.
+            let mut out = if page.len() <= n {
+                page.as_bytes().to_vec()
+            } else {
+                format!("403 blocked by the web application firewall, request id {request_id}\n")
+                    .into_bytes()
+            };
+            out.resize(n, b' ');
+            return Some(Bytes::from(out));
+        }
         match self.content_encoding.as_deref() {
             None => Some(Bytes::copy_from_slice(page.as_bytes())),
             Some("gzip") | Some("x-gzip") => {
