@@ -150,14 +150,7 @@ async fn certificate_is_issued_by_acme_and_served_by_sni() {
             .mode();
         assert_eq!(mode & 0o077, 0, "{f} is readable by others");
     }
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(
         m.contains("egret_tls_certificate_expiry_timestamp_seconds{site=\"a\"}"),
         "{m}"

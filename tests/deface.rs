@@ -214,14 +214,7 @@ async fn monitor_mode_alerts_and_block_mode_serves_503() {
         lines.iter().any(|e| e["path"] == "/blocked.htm"),
         "{events}"
     );
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(
         m.contains("egret_deface_tampered_pages{site=\"www\"} 2"),
         "{m}"

@@ -340,14 +340,7 @@ async fn broken_origins_get_clean_errors_counted_without_leaks() {
     assert!(ok > 20, "{report:#?}");
 
     // Counted per site and backend.
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     let series = |site: &str, backend: SocketAddr, kind: &str| {
         format!("egret_upstream_errors_total{{backend=\"{backend}\",kind=\"{kind}\",pool=\"main\",site=\"{site}\"}}")
     };

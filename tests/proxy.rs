@@ -130,14 +130,7 @@ async fn killed_backend_is_ejected_and_requests_keep_succeeding() {
         .find(|x| x["addr"] == b.addr.to_string())
         .unwrap();
     assert_eq!(dead["ejected"], true, "{status}");
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(m.contains("egret_upstream_errors_total{backend=\""), "{m}");
 }
 
@@ -164,14 +157,7 @@ async fn active_health_check_takes_backend_out_and_back() {
         assert_eq!(get(&g, "s.test", "/x").await.0, 200);
     }
     assert!(b.hits() > before, "recovered backend got no traffic");
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(m.contains("egret_upstream_backend_up{"), "{m}");
 }
 
@@ -496,14 +482,7 @@ async fn metrics_scrape_passes_promtool() {
     // Requests are recorded just after their response is sent: poll briefly.
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
-        let text = client()
-            .get(g.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics(&g).await;
         match wanted.iter().find(|f| !text.contains(*f)) {
             None => break text,
             Some(f) => assert!(Instant::now() < deadline, "missing {f}:\n{text}"),
@@ -602,14 +581,7 @@ async fn per_ip_connection_limit_closes_extra_connections() {
         extra.is_empty(),
         "the fourth connection was served: {extra}"
     );
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(
         m.contains("egret_connections_refused_total{reason=\"too_many_open\"} 1"),
         "{m}"
@@ -692,14 +664,7 @@ async fn a_trickled_header_is_cut_off_at_the_header_deadline() {
         "trickling client held on for {cut_after:?} ({sent} bytes)"
     );
     assert_eq!(a.hits(), 0);
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(
         m.contains("egret_connections_refused_total{reason=\"header_deadline\"} 1"),
         "{m}"

@@ -48,14 +48,7 @@ async fn burst_then_429_with_retry_after() {
     // Visible in metrics and the access log.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let m = client()
-            .get(g.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = metrics(&g).await;
         let log = std::fs::read_to_string(&g.access_log).unwrap_or_default();
         if m.contains("egret_ratelimit_decisions_total{action=\"limited\",policy=\"per-ip\",site=\"s\"} 1")
             && m.contains("action=\"limited\",method=\"GET\",site=\"s\",status_class=\"4xx\"")

@@ -94,14 +94,7 @@ async fn broken_reload_keeps_serving_and_reports_file_and_line() {
         .unwrap();
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("invalid backend"));
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(
         m.contains("egret_config_reloads_total{result=\"failure\"}"),
         "{m}"

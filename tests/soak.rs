@@ -269,14 +269,7 @@ async fn soak_mixed_traffic_with_reloads_and_a_dying_origin() {
     drop((plain, tls));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = sample(pid);
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     let in_flight = metric(&m, "egret_requests_in_flight").unwrap_or(-1.0);
     let conns = metric(&m, "egret_connections_active").unwrap_or(-1.0);
     let t = tally.lock().unwrap();

@@ -107,14 +107,7 @@ async fn attacks_everywhere_are_blocked_before_the_origin() {
     .await;
     assert_eq!(s, 200);
     // Metrics and access log carry the rule ids.
-    let m = client()
-        .get(g.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&g).await;
     assert!(
         m.contains("egret_waf_rule_matches_total{action=\"block\",rule=\""),
         "{m}"

@@ -492,17 +492,7 @@ impl TxState {
         let p = cx.policy;
         let new = &self.matches[start.min(self.matches.len())..];
         let over = self.denied || self.outbound >= p.outbound_threshold;
-        let action = if over && !self.allowed {
-            if p.mode == Mode::Block && !self.detect_only {
-                Action::Block
-            } else {
-                Action::Log
-            }
-        } else if new.is_empty() {
-            Action::Allow
-        } else {
-            Action::Log
-        };
+        let action = self.action(p, over, new.is_empty());
         Verdict {
             action,
             score: self.inbound,
@@ -512,22 +502,33 @@ impl TxState {
         }
     }
 
-    fn verdict(&self, cx: Cx<'_>) -> Verdict {
-        let p = cx.policy;
-        let over = self.denied
-            || self.inbound >= p.inbound_threshold
-            || self.outbound >= p.outbound_threshold;
-        let action = if over && !self.allowed {
+    /// Block over the threshold in block mode (log in detect mode or after
+    /// `ctl:ruleEngine=DetectionOnly`), unless an `allow` matched; otherwise allow when
+    /// there is nothing to report, log when there is.
+    fn action(&self, p: &SitePolicy, over: bool, nothing_to_report: bool) -> Action {
+        if over && !self.allowed {
             if p.mode == Mode::Block && !self.detect_only {
                 Action::Block
             } else {
                 Action::Log
             }
-        } else if self.allowed || (self.matches.is_empty() && !self.body_over_limit) {
+        } else if nothing_to_report {
             Action::Allow
         } else {
             Action::Log
-        };
+        }
+    }
+
+    fn verdict(&self, cx: Cx<'_>) -> Verdict {
+        let p = cx.policy;
+        let over = self.denied
+            || self.inbound >= p.inbound_threshold
+            || self.outbound >= p.outbound_threshold;
+        let action = self.action(
+            p,
+            over,
+            self.allowed || (self.matches.is_empty() && !self.body_over_limit),
+        );
         Verdict {
             action,
             score: self.inbound,

@@ -261,6 +261,18 @@ pub fn client() -> reqwest::Client {
 }
 
 /// GET with a Host header; returns status and body.
+/// The gateway's Prometheus exposition text from the admin listener.
+pub async fn metrics(g: &Gateway) -> String {
+    client()
+        .get(g.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
 pub async fn get(g: &Gateway, host: &str, path: &str) -> (u16, String) {
     let r = client()
         .get(g.url(path))
