@@ -93,14 +93,23 @@ impl OwnedRequest {
         })
     }
 
-    /// Parses one JSONL corpus line; returns the request and its note.
+    /// Parses one JSONL corpus line; returns the request and its note. A body without a
+    /// `Content-Length` or `Transfer-Encoding` line gets `Content-Length`, as every client
+    /// sends one (and as the proxy sees it).
     pub fn from_json_line(line: &str) -> Result<(OwnedRequest, String), String> {
-        let c: CorpusLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let body = match (c.body, c.body_b64) {
+        let mut c: CorpusLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let body = match (c.body.take(), c.body_b64.take()) {
             (_, Some(b)) => super::transform::base64_decode(b.as_bytes()),
             (Some(b), None) => b.into_bytes(),
             (None, None) => Vec::new(),
         };
+        let framed = c.headers.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+        });
+        if !body.is_empty() && !framed {
+            c.headers
+                .push(("Content-Length".to_owned(), body.len().to_string()));
+        }
         Ok((
             OwnedRequest {
                 method: c.method,
