@@ -108,65 +108,75 @@ impl Gateway {
         extra: &str,
         https: bool,
     ) -> Gateway {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("sites")).unwrap();
         std::fs::create_dir_all(dir.path().join("certs")).unwrap();
         for (name, body) in files {
             std::fs::write(dir.path().join(name), body).unwrap();
         }
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let https: Option<SocketAddr> =
-            https.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let stderr_path = dir.path().join("stderr.log");
         let access_log = dir.path().join("access.log");
         let config = dir.path().join("egret.toml");
-        std::fs::write(
-            &config,
-            global_toml(http, https, admin, &access_log, top, extra),
-        )
-        .unwrap();
         for (name, body) in sites {
             std::fs::write(dir.path().join("sites").join(format!("{name}.toml")), body).unwrap();
         }
-        let stderr_path = dir.path().join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_egret"))
-            .args(["run", "-c"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn egret");
-        let mut g = Gateway {
-            child,
-            http,
-            https,
-            admin,
-            dir,
-            config,
-            stderr_path,
-            access_log,
-        };
-        g.wait_ready();
-        g
+        // Free ports are picked then released: another test may take one before egret binds
+        // it. Such a start is retried with new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let https: Option<SocketAddr> =
+                https.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            std::fs::write(
+                &config,
+                global_toml(http, https, admin, &access_log, top, extra),
+            )
+            .unwrap();
+            let stderr = std::fs::File::create(&stderr_path).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_egret"))
+                .args(["run", "-c"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("spawn egret");
+            let mut g = Gateway {
+                child,
+                http,
+                https,
+                admin,
+                dir,
+                config: config.clone(),
+                stderr_path: stderr_path.clone(),
+                access_log: access_log.clone(),
+            };
+            match g.wait_ready() {
+                Ok(()) => return g,
+                Err(why) if attempt < 3 && why.contains("in use") => {
+                    // Take the directory back for the next attempt (Drop kills the child).
+                    dir = std::mem::replace(&mut g.dir, tempfile::tempdir().expect("tempdir"));
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("egret exited early ({status}):\n{}", self.stderr());
+                return Err(format!("egret exited early ({status}):\n{}", self.stderr()));
             }
             if let Ok((200, _)) = raw_get(self.admin, "/readyz", "admin") {
                 if TcpStream::connect(self.http).is_ok() {
-                    return;
+                    return Ok(());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "egret not ready in 30s:\n{}",
-                self.stderr()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("egret not ready in 30s:\n{}", self.stderr()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
