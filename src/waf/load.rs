@@ -236,7 +236,10 @@ pub fn parse_target(s: &str) -> Result<(Target, bool), String> {
     ))
 }
 
-fn parse_setvar(s: &str) -> Result<SetVar, String> {
+/// Parses `tx.name=value`, `tx.name=+n`, `tx.name=-n`, `!tx.name` and `tx.name` (set to 1);
+/// shared by the native and the SecLang loaders. Only the TX collection exists (no persistent
+/// collections).
+pub(crate) fn parse_setvar(s: &str) -> Result<SetVar, String> {
     let s = s.trim();
     let (del, body) = match s.strip_prefix('!') {
         Some(b) => (true, b),
@@ -245,7 +248,10 @@ fn parse_setvar(s: &str) -> Result<SetVar, String> {
     let body = body
         .strip_prefix("tx.")
         .or_else(|| body.strip_prefix("TX."))
-        .ok_or_else(|| format!("setvar {s:?}: only the tx collection is supported"))?;
+        .or_else(|| body.strip_prefix("Tx."))
+        .ok_or_else(|| {
+            format!("setvar {s:?}: only the TX collection is supported (no persistent collections)")
+        })?;
     if del {
         return Ok(SetVar {
             name: body.to_owned(),

@@ -14,8 +14,8 @@ use super::lexer::Directive;
 use super::targets;
 use crate::waf::load::LoadError;
 use crate::waf::model::{
-    Actions, Ctl, Disruptive, Exclusion, Phase, Rule, SetVar, SetVarOp, Severity, SkipTarget,
-    Target, TargetSpec, Variable,
+    Actions, Ctl, Disruptive, Exclusion, Phase, Rule, SetVar, Severity, SkipTarget, Target,
+    TargetSpec, Variable,
 };
 use crate::waf::operator::Operator;
 use crate::waf::transform::Transform;
@@ -715,46 +715,10 @@ pub fn parse_id_range(s: &str) -> Result<IdSet, String> {
     Ok(IdSet(out))
 }
 
-/// `tx.name=value`, `tx.name=+n`, `tx.name=-n`, `!tx.name`, `tx.name` (set to 1). Only the
-/// TX collection is kept by Egret.
+/// `tx.name=value`, `tx.name=+n`, `tx.name=-n`, `!tx.name`, `tx.name` (set to 1): the same
+/// syntax as the native rulesets' `setvar`. Only the TX collection is kept by Egret.
 fn parse_setvar(s: &str) -> Result<SetVar, String> {
-    let s = s.trim();
-    let (del, body) = match s.strip_prefix('!') {
-        Some(b) => (true, b),
-        None => (false, s),
-    };
-    let Some(body) = body
-        .strip_prefix("tx.")
-        .or_else(|| body.strip_prefix("TX."))
-        .or_else(|| body.strip_prefix("Tx."))
-    else {
-        return Err(format!(
-            "setvar:{s}: only the TX collection is supported (no persistent collections)"
-        ));
-    };
-    if del {
-        return Ok(SetVar {
-            name: body.to_owned(),
-            op: SetVarOp::Delete,
-            value: String::new(),
-        });
-    }
-    let (name, value) = body.split_once('=').unwrap_or((body, "1"));
-    let (op, value) = if let Some(v) = value.strip_prefix('+') {
-        (SetVarOp::Add, v)
-    } else if let Some(v) = value.strip_prefix('-') {
-        (SetVarOp::Sub, v)
-    } else {
-        (SetVarOp::Set, value)
-    };
-    if name.is_empty() {
-        return Err(format!("setvar:{s}: empty variable name"));
-    }
-    Ok(SetVar {
-        name: name.to_owned(),
-        op,
-        value: value.to_owned(),
-    })
+    crate::waf::load::parse_setvar(s)
 }
 
 /// `ctl:` actions. Those with no counterpart in Egret (audit engine, debug log,
