@@ -563,6 +563,12 @@ async fn per_ip_connection_limit_closes_extra_connections() {
         "[connections]\nmax_per_ip = 3\n",
     );
     let http = g.http;
+    // The harness's readiness probe connected too: wait until it is no longer counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics(&g).await.contains("egret_connections_active 0") {
+        assert!(Instant::now() < deadline, "readiness probe still counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let held: Vec<std::net::TcpStream> = (0..3)
         .map(|_| std::net::TcpStream::connect(http).unwrap())
         .collect();

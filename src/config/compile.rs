@@ -569,6 +569,26 @@ fn compile_global(file: &SourceFile, raw: &RawGlobal, errors: &mut ConfigErrors)
         .listen
         .as_ref()
         .and_then(|s| parse_addr(file, s, "admin listen address", errors));
+    // One socket per address: the same address on two listeners would fail at bind time.
+    let mut seen: Vec<SocketAddr> = Vec::new();
+    for s in raw
+        .listen
+        .http
+        .iter()
+        .chain(raw.listen.https.iter())
+        .chain(raw.admin.listen.iter())
+    {
+        if let Ok(a) = s.get_ref().parse::<SocketAddr>() {
+            if seen.contains(&a) {
+                errors.push(file.error(
+                    s.span(),
+                    format!("listen address {a} is given twice: each listener needs its own"),
+                ));
+            } else {
+                seen.push(a);
+            }
+        }
+    }
     let admin = AdminSettings {
         token: raw.admin.token_file.as_ref().and_then(|t| {
             match read_token(&file.resolve(t.get_ref())) {

@@ -125,10 +125,15 @@ impl Gateway {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let https: Option<SocketAddr> =
-                https.then(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
-            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            // Three distinct ports: the listeners stay open until all are picked (a port
+            // released at once can come back from the next pick).
+            let held: Vec<TcpListener> = (0..3)
+                .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+                .collect();
+            let addr = |i: usize| held[i].local_addr().expect("local addr");
+            let (http, admin) = (addr(0), addr(2));
+            let https: Option<SocketAddr> = https.then(|| addr(1));
+            drop(held);
             std::fs::write(
                 &config,
                 global_toml(http, https, admin, &access_log, top, extra),
