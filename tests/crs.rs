@@ -7,7 +7,9 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use egret::crs_cli::{crs_engine, crs_engine_with, read_corpus, CN_PROFILE, KNOWN_FAILURES};
+use egret::crs_cli::{
+    blocking_profile, crs_engine, crs_engine_with, read_corpus, CN_PROFILE, KNOWN_FAILURES,
+};
 use egret::waf::seclang::crs::CrsSettings;
 use egret::waf::seclang::regress;
 use egret::waf::Mode;
@@ -76,16 +78,18 @@ fn crs_blocks_attacks_and_passes_ordinary_requests_at_paranoia_1() {
     let (engine, policy) = crs_engine_with(
         &dir,
         &CrsSettings::new(1, None, None, None),
-        &[repo(CN_PROFILE)],
+        &blocking_profile(&repo("")),
         Mode::Block,
         1,
     )
     .expect("CRS loads");
     let b = regress::blocking_check(&engine, &policy, &cases, &benign);
     println!(
-        "benign {} of {} passed, attacks {} of {} blocked",
+        "ordinary {} of {} passed, tricky prose {} of {} passed, attacks {} of {} blocked",
         b.benign_total - b.benign_blocked.len(),
         b.benign_total,
+        b.tricky_total - b.tricky_blocked.len(),
+        b.tricky_total,
         b.attacks_total - b.attacks_passed.len(),
         b.attacks_total
     );
@@ -99,13 +103,34 @@ fn crs_blocks_attacks_and_passes_ordinary_requests_at_paranoia_1() {
         "not blocked: {:?}",
         b.attacks_passed
     );
-    // CRS at paranoia 1 still flags the corpus's rich-text posts and attack-like prose
-    // (docs/crs.md); the bound guards against regressions in the decision machinery.
+    assert!(b.tricky_total > 300, "tricky prose: {}", b.tricky_total);
     assert!(
-        b.benign_blocked.len() * 100 <= b.benign_total * 12,
-        "{} of {} ordinary requests blocked",
-        b.benign_blocked.len(),
+        b.benign_total > 650,
+        "ordinary requests: {}",
         b.benign_total
+    );
+    // Ordinary requests all pass but for these corpus entries, whose text is attack-like though
+    // their note is not "tricky prose" (docs/crs.md): a JSON comment "...drop the program;
+    // select the best parts and union them" (942350), `(3+4)*5`, `${name} 模板`,
+    // `etc/passwd 是什么`, `C:\Program Files\app`, `'union' ... 'select'`, `LIKE '%张%'`.
+    // CRS flags them at paranoia 1 as ModSecurity would; `egret crs regress --blocking` fails
+    // on them. Anything else blocked is a regression.
+    let open_notes = [
+        "json api",
+        "punctuation query",
+        "param variety",
+        "param variety form",
+    ];
+    assert!(
+        b.benign_blocked.len() <= 17
+            && b.benign_blocked.iter().all(|(d, ids)| {
+                open_notes.iter().any(|n| d.ends_with(&format!("({n})")))
+                    && ["942350", "942100", "942190", "930120", "932130"]
+                        .iter()
+                        .any(|id| ids.split(',').any(|x| x == *id))
+            }),
+        "ordinary requests blocked: {:?}",
+        b.benign_blocked
     );
     // An ordinary request with no attack passes; a plain attack is blocked (949110 denies).
     let ok = regress::parse_raw(b"GET /index.html?page=2&q=%E6%94%BF%E5%8A%A1 HTTP/1.1\r\nHost: a.gov.cn\r\nUser-Agent: Mozilla/5.0\r\nAccept: text/html\r\n\r\n").expect("request");
@@ -114,6 +139,113 @@ fn crs_blocks_attacks_and_passes_ordinary_requests_at_paranoia_1() {
     let v = regress::request_verdict(&engine, &policy, &bad);
     assert!(v.is_block(), "{v}");
     assert!(v.matches.iter().any(|m| m.id == 949110), "{v}");
+}
+
+/// A raw request with `body` (the `Content-Length` added).
+fn raw(head: &str, body: &[u8]) -> egret::waf::OwnedRequest {
+    let mut r = format!(
+        "{head}\r\nHost: a.gov.cn\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    regress::parse_raw(&r).expect("request")
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// The blocking check's profile (Chinese-site profile and the editor example) opens no hole:
+/// gzip bodies are inspected decompressed, binary and ndjson bodies are not turned into
+/// argument names, and the editor exclusion covers only `content` on the editor endpoints.
+#[test]
+fn crs_profile_keeps_attacks_blocked() {
+    let Some(dir) = crs_dir() else { return };
+    let (engine, policy) = crs_engine_with(
+        &dir,
+        &CrsSettings::new(1, None, None, None),
+        &blocking_profile(&repo("")),
+        Mode::Block,
+        1,
+    )
+    .expect("CRS loads");
+    let verdict = |r: &egret::waf::OwnedRequest| regress::request_verdict(&engine, &policy, r);
+    let blocked = |r: &egret::waf::OwnedRequest, rule: u32| {
+        let v = verdict(r);
+        assert!(v.is_block(), "not blocked: {} {}", r.uri, v);
+        assert!(v.matches.iter().any(|m| m.id == rule), "{rule} not in {v}");
+    };
+
+    // Gzip request bodies: Content-Encoding is allowed (920450 stays for the other restricted
+    // headers) and the body is inspected decompressed, as the proxy does.
+    let gz = "POST /api/logs HTTP/1.1\r\nContent-Type: application/json\r\nContent-Encoding: gzip";
+    let ok = raw(
+        gz,
+        &gzip("{\"level\":\"info\",\"msg\":\"办事指南 页面加载\"}".as_bytes()),
+    );
+    assert!(!verdict(&ok).is_block(), "{}", verdict(&ok));
+    let attack = raw(
+        gz,
+        &gzip(b"{\"level\":\"info\",\"msg\":\"1' union select password from users-- -\"}"),
+    );
+    blocked(&attack, 949110);
+    let xss = raw(
+        gz,
+        &gzip(b"{\"msg\":\"<script>alert(document.cookie)</script>\"}"),
+    );
+    blocked(&xss, 941110);
+    let corrupt = raw(gz, b"{\"msg\":\"not gzip at all\"}");
+    let v = verdict(&corrupt);
+    assert!(v.is_block() && v.matches.is_empty(), "{v}");
+    let proxy = raw(
+        "POST /api/logs HTTP/1.1\r\nContent-Type: application/json\r\nLock-Token: x",
+        b"{}",
+    );
+    blocked(&proxy, 920450);
+
+    // Binary bodies are not decoded as urlencoded: no argument names with CR/LF (921150) or
+    // invalid UTF-8 (920250); ndjson goes through the JSON processor, values inspected.
+    let pb = raw(
+        "POST /api/pb/track HTTP/1.1\r\nContent-Type: application/x-protobuf",
+        b"\x0a\x05\xe6\x94\xbf\r\n\xff\x12=\x01\x80&x\n=\r",
+    );
+    assert!(!verdict(&pb).is_block(), "{}", verdict(&pb));
+    let nd = "POST /_bulk HTTP/1.1\r\nContent-Type: application/x-ndjson";
+    let ok = raw(
+        nd,
+        "{\"index\":{\"_id\":\"1\"}}\n{\"title\":\"政府采购\",\"n\":5}\n".as_bytes(),
+    );
+    assert!(!verdict(&ok).is_block(), "{}", verdict(&ok));
+    let attack = raw(
+        nd,
+        b"{\"index\":{\"_id\":\"1\"}}\n{\"title\":\"1' union select password from users-- -\"}\n",
+    );
+    blocked(&attack, 949110);
+
+    // The editor exclusion: markup in `content` on an editor endpoint passes...
+    let form = "POST /ueditor/save.do HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded";
+    let html = "title=%E9%80%9A%E7%9F%A5&content=%3Cp%20style%3D%22text-align%3Acenter%22%3E%3Cimg%20src%3D%22..%2F..%2Fupload%2Fa.png%22%3E%3C%2Fp%3E%3C!--%20x%20--%3E&catid=1";
+    assert!(!verdict(&raw(form, html.as_bytes())).is_block());
+    // ...but XSS in another field of the same endpoint is blocked,
+    let title = "title=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&content=%3Cp%3Eok%3C%2Fp%3E";
+    blocked(&raw(form, title.as_bytes()), 941100);
+    // script execution in `content` itself still is (941110 and the other XSS rules stay),
+    let script =
+        "title=a&content=%3Cp%3Ex%3C%2Fp%3E%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E";
+    blocked(&raw(form, script.as_bytes()), 941110);
+    // SQL injection in `content` too,
+    let sqli = "title=a&content=1%27%20union%20select%20password%20from%20users--%20-";
+    blocked(&raw(form, sqli.as_bytes()), 949110);
+    // and the same markup is blocked on any other path, or as a GET argument.
+    let other =
+        "POST /hdjl/letter/save HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded";
+    blocked(&raw(other, html.as_bytes()), 941160);
+    let get = regress::parse_raw(format!("GET /ueditor/save.do?{html} HTTP/1.1\r\nHost: a.gov.cn\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n").as_bytes()).expect("request");
+    blocked(&get, 941160);
 }
 
 /// A site running CRS at paranoia 1 with the Chinese-site profile (copied next to the config

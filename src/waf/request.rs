@@ -305,6 +305,15 @@ pub fn decode_headers(req: &Request<'_>) -> Vars {
     v
 }
 
+/// Newline-delimited JSON: decoded by the JSON processor one document per line (`json.N.key`).
+/// With no processor, only REQUEST_BODY would see these bodies.
+const NDJSON: &[&str] = &[
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonlines",
+];
+
 /// Which body processor a content type selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -335,7 +344,11 @@ impl BodyKind {
             BodyKind::UrlEncoded
         } else if mime.starts_with("multipart/form-data") {
             BodyKind::Multipart
-        } else if mime == "application/json" || mime.ends_with("+json") || mime == "text/json" {
+        } else if mime == "application/json"
+            || mime.ends_with("+json")
+            || mime == "text/json"
+            || NDJSON.contains(&mime.as_str())
+        {
             BodyKind::Json
         } else if mime == "application/xml" || mime == "text/xml" || mime.ends_with("+xml") {
             BodyKind::Xml

@@ -722,7 +722,10 @@ fn parse_setvar(s: &str) -> Result<SetVar, String> {
 }
 
 /// `ctl:` actions. Those with no counterpart in Egret (audit engine, debug log,
-/// `forceRequestBodyVariable`, which Egret always does) compile to nothing.
+/// `forceRequestBodyVariable`) compile to nothing. In ModSecurity `forceRequestBodyVariable`
+/// only fills REQUEST_BODY for a body no processor parsed, which Egret always does; it does not
+/// parse the body into ARGS (CRS 901340 turns it on for every such request, so decoding it as
+/// urlencoded made a binary protobuf or an ndjson body into argument names with CR/LF).
 fn parse_ctl(s: &str) -> Result<Vec<Ctl>, String> {
     let (k, v) = s
         .split_once('=')
@@ -789,9 +792,6 @@ fn parse_ctl(s: &str) -> Result<Vec<Ctl>, String> {
             "XML" => vec![Ctl::RequestBodyProcessor("application/xml")],
             _ => return Err(format!("ctl:{s}: unknown body processor")),
         },
-        "forceRequestBodyVariable" if v.eq_ignore_ascii_case("on") => {
-            vec![Ctl::ForceRequestBodyVariable]
-        }
         "forceRequestBodyVariable" | "auditEngine" | "auditLogParts" | "debugLogLevel" => {
             Vec::new()
         }
