@@ -61,7 +61,14 @@ pub fn acceptable_request_id(v: &[u8]) -> bool {
 
 /// A new random request ID: 32 hex digits.
 pub fn new_request_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for word in [fastrand::u64(..), fastrand::u64(..)] {
+        for shift in (0..16).rev() {
+            id.push(HEX[((word >> (shift * 4)) & 0xf) as usize] as char);
+        }
+    }
+    id
 }
 
 #[cfg(test)]
@@ -126,6 +133,11 @@ mod tests {
         assert!(acceptable_request_id(b"abc-123"));
         assert!(!acceptable_request_id(b"a b"));
         assert!(!acceptable_request_id(&[b'a'; 129]));
-        assert_eq!(new_request_id().len(), 32);
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
     }
 }

@@ -29,6 +29,33 @@ use std::time::Duration;
 /// Interim (1xx) responses relayed per request before the origin's answer counts as broken.
 const MAX_INFORMATIONAL: u8 = 4;
 
+// Header names looked up on every request, parsed once: a `&str` name is parsed and validated
+// on each lookup.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const EMPTY_VALUE: http::HeaderValue = http::HeaderValue::from_static("");
+const X_POWERED_BY: http::HeaderName = http::HeaderName::from_static("x-powered-by");
+const X_ASPNET_VERSION: http::HeaderName = http::HeaderName::from_static("x-aspnet-version");
+/// The security headers added to responses that lack them (pipeline step 9).
+const SECURITY_HEADERS: [(http::HeaderName, &str, &str); 3] = [
+    (
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        "X-Content-Type-Options",
+        "nosniff",
+    ),
+    (
+        http::header::X_FRAME_OPTIONS,
+        "X-Frame-Options",
+        "SAMEORIGIN",
+    ),
+    (
+        http::header::REFERRER_POLICY,
+        "Referrer-Policy",
+        "strict-origin-when-cross-origin",
+    ),
+];
+
 /// The proxy application; cheap to clone.
 pub struct EgretProxy {
     pub state: Arc<AppState>,
@@ -462,12 +489,12 @@ impl ProxyHttp for EgretProxy {
             client_ip::resolve_client_ip(
                 p,
                 ctx.peer_trusted,
-                req.headers.get("x-forwarded-for").map(|v| v.as_bytes()),
-                req.headers.get("x-real-ip").map(|v| v.as_bytes()),
+                req.headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()),
+                req.headers.get(&X_REAL_IP).map(|v| v.as_bytes()),
                 |ip| snap.is_trusted_proxy(ip),
             )
         });
-        ctx.request_id = match req.headers.get("x-request-id") {
+        ctx.request_id = match req.headers.get(&X_REQUEST_ID) {
             Some(v) if ctx.peer_trusted && client_ip::acceptable_request_id(v.as_bytes()) => {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             }
@@ -849,10 +876,13 @@ impl ProxyHttp for EgretProxy {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let client = match ctx.client_ip {
+            Some(ip) => http::HeaderValue::from_str(&ip.to_string()).unwrap_or(EMPTY_VALUE),
+            None => EMPTY_VALUE,
+        };
         let xff = match (
             ctx.peer_trusted,
-            session.req_header().headers.get("x-forwarded-for"),
+            session.req_header().headers.get(&X_FORWARDED_FOR),
         ) {
             (true, Some(prev)) => {
                 let peer = session
@@ -860,17 +890,21 @@ impl ProxyHttp for EgretProxy {
                     .and_then(|a| a.as_inet())
                     .map(|a| a.ip().to_string())
                     .unwrap_or_default();
-                format!("{}, {peer}", String::from_utf8_lossy(prev.as_bytes()))
+                let mut v = Vec::with_capacity(prev.len() + 2 + peer.len());
+                v.extend_from_slice(prev.as_bytes());
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(peer.as_bytes());
+                http::HeaderValue::from_bytes(&v).unwrap_or_else(|_| client.clone())
             }
             _ => client.clone(),
         };
-        up.insert_header("x-forwarded-for", xff)?;
-        up.insert_header("x-real-ip", client)?;
+        up.insert_header("X-Forwarded-For", xff)?;
+        up.insert_header("X-Real-IP", client)?;
         up.insert_header(
-            "x-forwarded-proto",
+            "X-Forwarded-Proto",
             if ctx.https { "https" } else { "http" },
         )?;
-        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        up.insert_header("X-Request-ID", ctx.request_id.as_str())?;
         // HTTP/2 clients send an absolute URI and no Host; origins expect origin-form plus Host.
         // An HTTP/1 absolute-form target (pingora keeps it verbatim for the wire) is sent as
         // origin-form too: old origins misread absolute-form.
@@ -957,16 +991,12 @@ impl ProxyHttp for EgretProxy {
         }
         if ctx.site.as_ref().is_some_and(|s| s.security_headers) {
             // Step 9: hide origin banners, add the basic security headers the origin left out.
-            resp.remove_header("server");
-            resp.remove_header("x-powered-by");
-            resp.remove_header("x-aspnet-version");
-            for (k, v) in [
-                ("x-content-type-options", "nosniff"),
-                ("x-frame-options", "SAMEORIGIN"),
-                ("referrer-policy", "strict-origin-when-cross-origin"),
-            ] {
-                if !resp.headers.contains_key(k) {
-                    resp.insert_header(k, v)?;
+            resp.remove_header(&http::header::SERVER);
+            resp.remove_header(&X_POWERED_BY);
+            resp.remove_header(&X_ASPNET_VERSION);
+            for (name, titled, value) in &SECURITY_HEADERS {
+                if !resp.headers.contains_key(name) {
+                    resp.insert_header(*titled, *value)?;
                 }
             }
         }

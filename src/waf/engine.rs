@@ -904,17 +904,22 @@ impl TxState {
         out
     }
 
-    /// Makes sure the cache covers every decoded item (items are only ever appended).
+    /// Makes sure the cache covers every decoded item (items are only ever appended). Called
+    /// for every rule target: the check is inlined, the growth is not.
+    #[inline(always)]
     fn grow_cache(&mut self, cx: Cx<'_>) {
+        if self.cache.plain.len() < self.vars.items.len() {
+            self.grow_cache_to(cx.engine.nodes.len());
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_cache_to(&mut self, nodes: usize) {
         let items = self.vars.items.len();
-        let nodes = cx.engine.nodes.len();
-        if self.cache.slots.len() < items * nodes {
-            self.cache.slots.resize(items * nodes, 0);
-        }
-        if self.cache.raw_cands.len() < items {
-            self.cache.raw_cands.resize(items, 0);
-            self.cache.plain.resize(items, 0);
-        }
+        self.cache.slots.resize(items * nodes, 0);
+        self.cache.raw_cands.resize(items, 0);
+        self.cache.plain.resize(items, 0);
     }
 
     /// Whether item `id` is plain (computed once per item).
