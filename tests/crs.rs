@@ -12,7 +12,7 @@ use egret::crs_cli::{
 };
 use egret::waf::seclang::crs::CrsSettings;
 use egret::waf::seclang::regress;
-use egret::waf::Mode;
+use egret::waf::{Engine, Mode, SitePolicy};
 
 fn crs_dir() -> Option<PathBuf> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/crs");
@@ -66,6 +66,18 @@ fn crs_regression_suite_passes() {
     assert!(rate >= 0.99, "pass rate {rate}");
 }
 
+/// CRS at paranoia 1 in block mode with the blocking check's exclusion profile.
+fn blocking_engine(dir: &Path) -> (Engine, SitePolicy) {
+    crs_engine_with(
+        dir,
+        &CrsSettings::new(1, None, None, None),
+        &blocking_profile(&repo("")),
+        Mode::Block,
+        1,
+    )
+    .expect("CRS loads")
+}
+
 #[test]
 fn crs_blocks_attacks_and_passes_ordinary_requests_at_paranoia_1() {
     let Some(dir) = crs_dir() else { return };
@@ -75,14 +87,7 @@ fn crs_blocks_attacks_and_passes_ordinary_requests_at_paranoia_1() {
     assert!(errors.is_empty(), "{errors:?}");
     cases.retain(|c| !known.contains_key(&c.name));
     let benign = read_corpus(&repo("tests/fixtures/waf/benign.jsonl")).expect("corpus");
-    let (engine, policy) = crs_engine_with(
-        &dir,
-        &CrsSettings::new(1, None, None, None),
-        &blocking_profile(&repo("")),
-        Mode::Block,
-        1,
-    )
-    .expect("CRS loads");
+    let (engine, policy) = blocking_engine(&dir);
     let b = regress::blocking_check(&engine, &policy, &cases, &benign);
     println!(
         "ordinary {} of {} passed, tricky prose {} of {} passed, attacks {} of {} blocked",
@@ -165,14 +170,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[test]
 fn crs_profile_keeps_attacks_blocked() {
     let Some(dir) = crs_dir() else { return };
-    let (engine, policy) = crs_engine_with(
-        &dir,
-        &CrsSettings::new(1, None, None, None),
-        &blocking_profile(&repo("")),
-        Mode::Block,
-        1,
-    )
-    .expect("CRS loads");
+    let (engine, policy) = blocking_engine(&dir);
     let verdict = |r: &egret::waf::OwnedRequest| regress::request_verdict(&engine, &policy, r);
     let blocked = |r: &egret::waf::OwnedRequest, rule: u32| {
         let v = verdict(r);
