@@ -710,13 +710,6 @@ impl TxState {
                     }
                 }
                 Ctl::RequestBodyProcessor(ct) => self.content_type = Some((*ct).to_owned()),
-                Ctl::ForceRequestBodyVariable => {
-                    let kind =
-                        request::BodyKind::from_content_type(self.content_type.as_deref(), b"");
-                    if kind == request::BodyKind::Other {
-                        self.content_type = Some("application/x-www-form-urlencoded".to_owned());
-                    }
-                }
             }
         }
     }

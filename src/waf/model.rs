@@ -518,9 +518,6 @@ pub enum Ctl {
     RuleRemoveTargetByTag(String, Exclusion),
     /// `ctl:requestBodyProcessor=...`: decode the body as this content type.
     RequestBodyProcessor(&'static str),
-    /// `ctl:forceRequestBodyVariable=On`: a body with no known processor is decoded as
-    /// urlencoded (as Coraza does; CRS turns it on for every such request).
-    ForceRequestBodyVariable,
     /// `ctl:ruleEngine=Off`: stop evaluating, allow the request.
     RuleEngineOff,
     /// `ctl:ruleEngine=DetectionOnly`: never block this request.
