@@ -267,13 +267,23 @@ impl Engine {
     }
 }
 
-/// Per-request cache of transformed values and prefilter results, flat and indexed by
-/// `item * width + node` (no hashing on the hot path).
+/// Per-request cache of transformed values and prefilter results, in flat vectors indexed
+/// by item, row and trie node (no hashing on the hot path).
 #[derive(Debug, Default)]
 struct Cache {
-    /// Per (item, trie node): 0 = not computed, 1 = same bytes as the parent node,
-    /// n >= 2 = `owned[n - 2]`.
+    /// Per (item, trie node), in rows of one per node: 0 = not computed, 1 = same bytes as
+    /// the parent node, n >= 2 = `owned[n - 2]`. A row is added when an item first needs a
+    /// transformation computed (plain values rarely do).
     slots: Vec<u32>,
+    /// Per item: its row in `slots` plus one (0 = no row yet: nothing computed).
+    row: Vec<u32>,
+    /// Transformations already applied to a byte string, so that two trie nodes applying
+    /// the same transformation to the same bytes (`a,b,t` and `a,t` when `b` changed
+    /// nothing) compute it once: linked lists of `(transformation, slot value, next)`
+    /// (`next` = entry + 1, 0 = end), headed per raw item and per `owned` entry.
+    memo: Vec<(Transform, u32, u32)>,
+    memo_raw: Vec<u32>,
+    memo_owned: Vec<u32>,
     owned: Vec<Vec<u8>>,
     /// Per `owned` entry: the source it equals up to ASCII case (after `lowercase` /
     /// `uppercase`), whose case-insensitive prefilter result it can reuse.
@@ -304,8 +314,7 @@ fn is_item_variable(v: Variable) -> bool {
 /// (decoded CJK text and ordinary words): no transformation that [`Transform::keeps_plain`]
 /// changes it beyond ASCII case. Most benign argument values are plain.
 fn is_plain(v: &[u8]) -> bool {
-    v.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || (b >= 0x80 && b != 0xa0))
+    v.iter().all(|&b| super::operator::is_plain_byte(b))
 }
 
 #[cfg(test)]
@@ -798,10 +807,18 @@ impl TxState {
                     }
                     _ => None,
                 };
-                self.grow_cache(cx);
+                // The operator cannot match a plain value, and the transformations leave
+                // plain values plain: plain members are skipped outright.
+                let never_plain = rule.operator.plain_impossible
+                    && !rule.actions.multi_match
+                    && engine.chain_keeps_plain[rule.chain_id];
+                self.grow_cache();
                 let n = self.vars.ids(var).len();
                 for k in 0..n {
                     let id = self.vars.ids(var)[k];
+                    if never_plain && self.item_plain(id) {
+                        continue;
+                    }
                     if let Some(pf) = skip_plain {
                         if self.item_plain(id) {
                             let slot = self.cands_slot(pf, engine.rules.len(), id, Src::Raw);
@@ -900,17 +917,18 @@ impl TxState {
     /// Makes sure the cache covers every decoded item (items are only ever appended). Called
     /// for every rule target: the check is inlined, the growth is not.
     #[inline(always)]
-    fn grow_cache(&mut self, cx: Cx<'_>) {
+    fn grow_cache(&mut self) {
         if self.cache.plain.len() < self.vars.items.len() {
-            self.grow_cache_to(cx.engine.nodes.len());
+            self.grow_cache_to();
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn grow_cache_to(&mut self, nodes: usize) {
+    fn grow_cache_to(&mut self) {
         let items = self.vars.items.len();
-        self.cache.slots.resize(items * nodes, 0);
+        self.cache.row.resize(items, 0);
+        self.cache.memo_raw.resize(items, 0);
         self.cache.raw_cands.resize(items, 0);
         self.cache.plain.resize(items, 0);
     }
@@ -974,14 +992,14 @@ impl TxState {
     /// Where the bytes of item `id` after `node` live.
     fn source(&self, cx: Cx<'_>, id: u32, node: Option<u32>) -> Src {
         let width = cx.engine.nodes.len();
+        let base = match self.cache.row.get(id as usize) {
+            Some(&r) if r > 0 => (r as usize - 1) * width,
+            // No row: nothing was computed for this item.
+            _ => return Src::Raw,
+        };
         let mut cur = node;
         while let Some(k) = cur {
-            match self
-                .cache
-                .slots
-                .get(id as usize * width + k as usize)
-                .copied()
-            {
+            match self.cache.slots.get(base + k as usize).copied() {
                 Some(n) if n >= 2 => return Src::Owned(n as usize - 2),
                 Some(1) => cur = cx.engine.nodes[k as usize].0,
                 // Not computed: callers always compute first; fall back to the raw value.
@@ -994,7 +1012,16 @@ impl TxState {
     /// Computes (once per request) the value of item `id` after trie node `k`.
     fn compute_node(&mut self, cx: Cx<'_>, id: u32, k: u32) {
         let width = cx.engine.nodes.len();
-        let slot = id as usize * width + k as usize;
+        let row = match self.cache.row[id as usize] {
+            0 => {
+                let r = self.cache.slots.len() / width;
+                self.cache.slots.resize(self.cache.slots.len() + width, 0);
+                self.cache.row[id as usize] = r as u32 + 1;
+                r
+            }
+            r => r as usize - 1,
+        };
+        let slot = row * width + k as usize;
         if self.cache.slots[slot] != 0 {
             return;
         }
@@ -1008,24 +1035,48 @@ impl TxState {
             self.cache.slots[slot] = 1;
             return;
         }
-        let out = match t.apply(self.node_value(cx, id, parent)) {
+        let src = self.source(cx, id, parent);
+        let head = match src {
+            Src::Raw => self.cache.memo_raw[id as usize],
+            Src::Owned(n) => self.cache.memo_owned[n],
+        };
+        let mut e = head;
+        while e != 0 {
+            let (mt, v, next) = self.cache.memo[e as usize - 1];
+            if mt == t {
+                self.cache.slots[slot] = v;
+                return;
+            }
+            e = next;
+        }
+        let bytes = match src {
+            Src::Raw => self.raw(id),
+            Src::Owned(n) => &self.cache.owned[n],
+        };
+        let out = match t.apply(bytes) {
             std::borrow::Cow::Borrowed(_) => None,
             std::borrow::Cow::Owned(v) => Some(v),
         };
-        self.cache.slots[slot] = match out {
+        let v = match out {
             None => 1,
             Some(v) => {
                 let case_of = match t {
-                    Transform::Lowercase | Transform::Uppercase => {
-                        Some(self.case_root(self.source(cx, id, parent)))
-                    }
+                    Transform::Lowercase | Transform::Uppercase => Some(self.case_root(src)),
                     _ => None,
                 };
                 self.cache.owned.push(v);
                 self.cache.owned_case_of.push(case_of);
+                self.cache.memo_owned.push(0);
                 self.cache.owned.len() as u32 + 1
             }
         };
+        self.cache.slots[slot] = v;
+        self.cache.memo.push((t, v, head));
+        let entry = self.cache.memo.len() as u32;
+        match src {
+            Src::Raw => self.cache.memo_raw[id as usize] = entry,
+            Src::Owned(n) => self.cache.memo_owned[n] = entry,
+        }
     }
 
     /// Follows case-only transformations back to the first byte string with the same
@@ -1049,7 +1100,7 @@ impl TxState {
     ) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
         let engine = cx.engine;
         let cid = rule.chain_id;
-        self.grow_cache(cx);
+        self.grow_cache();
         let node = engine.chain_nodes[cid];
         // The prefilter knows the literals of rule heads only, not of chained links.
         let is_head = std::ptr::eq(rule, &engine.rules[ri]);

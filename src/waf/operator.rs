@@ -139,6 +139,16 @@ pub struct Operator {
     pub negate: bool,
     /// Lowercased literals one of which every match must contain (prefilter), when known.
     pub required_literals: Option<Vec<Vec<u8>>>,
+    /// The operator cannot match a plain value (see [`is_plain_byte`]): every string it
+    /// matches holds a byte that is not plain. The engine skips plain values for it when the
+    /// rule's transformations keep plain values plain.
+    pub plain_impossible: bool,
+}
+
+/// A plain byte: ASCII letter, digit or `_`, or a non-ASCII byte other than 0xA0 (decoded CJK
+/// text and ordinary words are made of these). See `Transform::keeps_plain`.
+pub fn is_plain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || (b >= 0x80 && b != 0xa0)
 }
 
 /// Names accepted by [`Operator::compile`], as in SecLang.
@@ -285,10 +295,26 @@ impl Operator {
             OpKind::Rx(_) if !negate => required_literals(arg),
             _ => None,
         };
+        let has_non_plain = |b: &[u8]| b.iter().any(|&c| !is_plain_byte(c));
+        let plain_impossible = !negate
+            && match &kind {
+                OpKind::Rx(_) => needs_non_plain_pattern(arg),
+                // Phrases match ASCII case-insensitively: case does not make a byte plain.
+                OpKind::Pm(set) | OpKind::PmFromFile(_, set) => {
+                    set.phrases.iter().all(|p| has_non_plain(p.as_bytes()))
+                }
+                OpKind::Contains(a)
+                | OpKind::BeginsWith(a)
+                | OpKind::EndsWith(a)
+                | OpKind::Streq(a)
+                | OpKind::ContainsWord(a) => has_non_plain(a),
+                _ => false,
+            };
         Ok(Operator {
             kind,
             negate,
             required_literals,
+            plain_impossible,
         })
     }
 
@@ -300,6 +326,7 @@ impl Operator {
             kind: OpKind::Macro(op, template.trim().to_owned()),
             negate,
             required_literals: None,
+            plain_impossible: false,
         })
     }
 
@@ -491,6 +518,40 @@ pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     set.sort();
     set.dedup();
     (set.iter().map(Vec::len).min().unwrap_or(0) >= 2).then_some(set)
+}
+
+/// Whether every match of `pattern` contains a byte that is not plain ([`is_plain_byte`]),
+/// so that the pattern cannot match anywhere in a plain value. `false` when unsure.
+pub fn needs_non_plain_pattern(pattern: &str) -> bool {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .is_ok_and(|hir| needs_non_plain(&hir))
+}
+
+fn needs_non_plain(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(lit) => lit.0.iter().any(|&b| !is_plain_byte(b)),
+        HirKind::Class(Class::Bytes(c)) => c
+            .ranges()
+            .iter()
+            .all(|r| (r.start()..=r.end()).all(|b| !is_plain_byte(b))),
+        // Only ASCII ranges are judged; anything wider may encode to plain bytes.
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().all(|r| {
+            u8::try_from(u32::from(r.end()))
+                .ok()
+                .filter(|&end| end < 0x80)
+                .is_some_and(|end| (r.start() as u8..=end).all(|b| !is_plain_byte(b)))
+        }),
+        HirKind::Capture(c) => needs_non_plain(&c.sub),
+        HirKind::Repetition(r) => r.min >= 1 && needs_non_plain(&r.sub),
+        HirKind::Concat(children) => children.iter().any(needs_non_plain),
+        HirKind::Alternation(children) => children.iter().all(needs_non_plain),
+    }
 }
 
 /// Bounds of the literal analysis.
@@ -694,6 +755,44 @@ mod tests {
 
     fn m(o: &Operator, v: &str) -> bool {
         o.eval(v.as_bytes(), None, &mut Vec::new(), false)
+    }
+
+    #[test]
+    fn plain_impossible_patterns() {
+        for p in [
+            r"\.\./",
+            r"(?i)union\s+select",
+            r"(?:%27|')",
+            r"\A\s*<\?(?:php\b|=)",
+            r"(?i)<script",
+            r"[<>]+",
+            r"a(?:b|c)=",
+        ] {
+            assert!(needs_non_plain_pattern(p), "{p} needs a non-plain byte");
+        }
+        for p in [
+            r"(?i)union",
+            r"a|\.",
+            r"[^a-z]",
+            r"x*",
+            r"^$",
+            r"\.?",
+            r"\w+",
+            r"[\x80-\xff]",
+            r"(",
+        ] {
+            assert!(!needs_non_plain_pattern(p), "{p} can match a plain value");
+        }
+        assert!(op("rx", r"\.\./").plain_impossible);
+        assert!(
+            !Operator::compile("rx", r"\.\./", None, true, Path::new("rulesets/data"))
+                .expect("compiles")
+                .plain_impossible
+        );
+        assert!(op("pm", "../ <script").plain_impossible);
+        assert!(!op("pm", "../ union").plain_impossible);
+        assert!(op("contains", "'").plain_impossible);
+        assert!(!op("streq", "abc").plain_impossible);
     }
 
     #[test]

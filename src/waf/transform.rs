@@ -412,11 +412,14 @@ fn html_entity_decode(input: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(input);
     }
     let mut out = Vec::with_capacity(input.len());
+    let mut changed = false;
     let mut i = 0;
     while i < input.len() {
         if input[i] != b'&' {
-            out.push(input[i]);
-            i += 1;
+            // Copy the run up to the next '&' at once.
+            let end = memchr::memchr(b'&', &input[i..]).map_or(input.len(), |p| i + p);
+            out.extend_from_slice(&input[i..end]);
+            i = end;
             continue;
         }
         let rest = &input[i + 1..];
@@ -447,6 +450,7 @@ fn html_entity_decode(input: &[u8]) -> Cow<'_, [u8]> {
             }
             if j > start {
                 push_char(&mut out, cp);
+                changed = true;
                 i += 1 + j;
                 if input.get(i) == Some(&b';') {
                     i += 1;
@@ -461,6 +465,7 @@ fn html_entity_decode(input: &[u8]) -> Cow<'_, [u8]> {
             if j > 0 {
                 if let Some(cp) = named_entity(&rest[..j]) {
                     push_char(&mut out, cp);
+                    changed = true;
                     i += 1 + j;
                     if input.get(i) == Some(&b';') {
                         i += 1;
@@ -472,7 +477,12 @@ fn html_entity_decode(input: &[u8]) -> Cow<'_, [u8]> {
         out.push(b'&');
         i += 1;
     }
-    Cow::Owned(out)
+    // Ampersands that start no entity (form separators) leave the value as it was.
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(input)
+    }
 }
 
 fn js_decode(input: &[u8]) -> Cow<'_, [u8]> {

@@ -499,6 +499,84 @@ fn perf_per_request() {
     }
 }
 
+/// The engine skips plain values for operators marked `plain_impossible`: no shipped rule
+/// (nor CRS rule, when ../shared/crs is present) so marked matches a plain value.
+#[test]
+fn plain_impossible_operators_never_match_plain_values() {
+    let alphabet: Vec<u8> = (b'0'..=b'9')
+        .chain(b'a'..=b'z')
+        .chain(b'A'..=b'Z')
+        .chain([b'_'])
+        .chain((0x80u8..=0xff).filter(|&b| b != 0xa0))
+        .collect();
+    let mut samples: Vec<Vec<u8>> = [
+        "",
+        "政务公开abc",
+        "UNION_select_1",
+        "or1",
+        "script",
+        "etc_passwd",
+        "phpinfo",
+        "eval",
+        "base64_decode",
+        "SELECT",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..300 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = (seed >> 58) as usize;
+        samples.push(
+            (0..len)
+                .map(|i| alphabet[(seed.rotate_left(i as u32 * 7) >> 33) as usize % alphabet.len()])
+                .collect(),
+        );
+    }
+    let mut engines = vec![shipped()];
+    let crs = root().join("../shared/crs");
+    if crs.join("rules").is_dir() {
+        let settings = crate::waf::seclang::crs::CrsSettings::new(4, None, None, None);
+        let e = crate::waf::seclang::crs::engine(Vec::new(), Vec::new(), &crs, &settings, &[])
+            .expect("CRS loads");
+        engines.push(e);
+    } else {
+        println!("../shared/crs is absent: checking the shipped rules only");
+    }
+    let mut checked = 0;
+    for e in &engines {
+        for r in e.rules() {
+            let mut link = Some(r);
+            while let Some(l) = link {
+                if l.operator.plain_impossible {
+                    checked += 1;
+                    for v in &samples {
+                        assert!(
+                            crate::waf::engine::is_plain_for_tests(v),
+                            "sample {v:?} is not plain"
+                        );
+                        assert!(
+                            !l.operator.eval(v, None, &mut Vec::new(), false),
+                            "rule {} matched the plain value {:?}",
+                            r.id,
+                            String::from_utf8_lossy(v)
+                        );
+                    }
+                }
+                link = l.chain.as_deref();
+            }
+        }
+    }
+    println!("{checked} plain_impossible operators checked");
+    assert!(
+        checked > 20,
+        "only {checked} operators marked plain_impossible"
+    );
+}
+
 /// Lists rules without a literal prefilter: `cargo test --lib list_unfiltered -- --ignored --nocapture`.
 #[test]
 #[ignore]

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The WAF's own CPU cost per request, counted in instructions by callgrind (repeatable on a
+# busy machine): the shipped rulesets at paranoia 1 (block mode, all four phases) over the
+# workloads of cpu-per-request.sh, evaluated in process by benches/waf_cost.rs. Only its
+# `measure` function is counted, so the figure excludes loading the rulesets.
+#
+#   scripts/bench/waf-instructions.sh [WORKLOAD...]     (default: small query form)
+#
+# Environment: N=2000 (requests per workload), RULESETS (default: rulesets/).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+N=${N:-2000}
+RULESETS=${RULESETS:-$ROOT/rulesets}
+WORKLOADS=("$@")
+[ ${#WORKLOADS[@]} -gt 0 ] || WORKLOADS=(small query form)
+command -v valgrind >/dev/null || { echo "missing valgrind (apt-get install valgrind)" >&2; exit 1; }
+cd "$ROOT"
+# Line tables for callgrind_annotate; the same target directory as cpu-per-request.sh.
+CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR=$ROOT/target/prof \
+    cargo build --release --example waf_cost >&2
+BIN=$ROOT/target/prof/release/examples/waf_cost
+OUT=$ROOT/target/bench/callgrind
+mkdir -p "$OUT"
+printf '%-8s %8s %14s\n' workload requests instr/request
+for w in "${WORKLOADS[@]}"; do
+    valgrind --tool=callgrind --toggle-collect='waf_cost::measure*' \
+        --callgrind-out-file="$OUT/waf-$w.out" "$BIN" "$RULESETS" "$w" "$N" > "$OUT/$w.log" 2>&1 ||
+        { cat "$OUT/$w.log" >&2; exit 1; }
+    ir=$(awk '/^totals:/ {print $2}' "$OUT/waf-$w.out")
+    printf '%-8s %8s %14s\n' "$w" "$N" "$(( ir / N ))"
+done
+echo "profiles: $OUT/waf-WORKLOAD.out (callgrind_annotate FILE | head -60)"
