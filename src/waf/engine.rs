@@ -322,6 +322,21 @@ pub(crate) fn is_plain_for_tests(v: &[u8]) -> bool {
     is_plain(v)
 }
 
+/// Variables with at least this many members are split by plainness ([`Split`]).
+const SPLIT_MIN_MEMBERS: usize = 4;
+
+/// A variable's members that are not plain, and what the plain ones can match: rules that
+/// cannot match any plain member visit only the others.
+#[derive(Debug, Default)]
+struct Split {
+    /// Member count the split was computed for (members are only ever appended).
+    len: usize,
+    non_plain: Vec<u32>,
+    /// OR of the prefilter candidates of the plain members (computed on first use).
+    plain_cands: Vec<u64>,
+    cands_len: usize,
+}
+
 /// Where a transformed value's bytes live in the transaction.
 #[derive(Debug, Clone, Copy)]
 enum Src {
@@ -364,6 +379,8 @@ struct TxState {
     content_type: Option<String>,
     client_ip: IpAddr,
     cache: Cache,
+    /// Per variable (by index), see [`Split`]; empty until first needed.
+    splits: Vec<Split>,
     tx: HashMap<String, Vec<u8>>,
     disabled: Vec<bool>,
     removals: HashMap<usize, Vec<Exclusion>>,
@@ -415,6 +432,7 @@ impl TxState {
             content_type: req.effective_content_type(),
             client_ip: req.client_ip,
             cache: Cache::default(),
+            splits: Vec::new(),
             // The site's CRS settings (empty for native-only policies: no allocation).
             tx: policy.tx_seed.iter().cloned().collect(),
             disabled,
@@ -813,9 +831,33 @@ impl TxState {
                     && !rule.actions.multi_match
                     && engine.chain_keeps_plain[rule.chain_id];
                 self.grow_cache();
-                let n = self.vars.ids(var).len();
+                // Plain members are often most of a variable (decoded Chinese arguments):
+                // when none of them can match, only the others are visited, in order.
+                let vi = var.index();
+                let all = self.vars.ids(var).len();
+                if all == 0 {
+                    continue;
+                }
+                // (A few members are cheaper to check one by one.)
+                let only_non_plain = all >= SPLIT_MIN_MEMBERS
+                    && (never_plain
+                        || skip_plain.is_some_and(|pf| {
+                            // No plain members: no candidates at all.
+                            let s = self.split(Some(pf), engine.rules.len(), var);
+                            let w = s.plain_cands.get(ri / 64).copied().unwrap_or(0);
+                            w & (1 << (ri % 64)) == 0
+                        }));
+                let n = if only_non_plain {
+                    self.split(None, engine.rules.len(), var).non_plain.len()
+                } else {
+                    all
+                };
                 for k in 0..n {
-                    let id = self.vars.ids(var)[k];
+                    let id = if only_non_plain {
+                        self.splits[vi].non_plain[k]
+                    } else {
+                        self.vars.ids(var)[k]
+                    };
                     if never_plain && self.item_plain(id) {
                         continue;
                     }
@@ -940,6 +982,61 @@ impl TxState {
             self.cache.plain[i] = if is_plain(self.raw(id)) { 1 } else { 2 };
         }
         self.cache.plain[i] == 1
+    }
+
+    /// The members of `var` split by plainness (and, with `pf`, the plain members'
+    /// candidates), brought up to date with the members decoded so far.
+    #[inline]
+    fn split(&mut self, pf: Option<&Prefilter>, rules: usize, var: Variable) -> &Split {
+        let vi = var.index();
+        let n = self.vars.ids(var).len();
+        let current = self
+            .splits
+            .get(vi)
+            .is_some_and(|s| s.len == n && (pf.is_none() || s.cands_len == n));
+        if !current {
+            self.update_split(pf, rules, var);
+        }
+        &self.splits[vi]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn update_split(&mut self, pf: Option<&Prefilter>, rules: usize, var: Variable) {
+        let vi = var.index();
+        if self.splits.len() <= vi {
+            self.splits.resize_with(vi + 1, Split::default);
+        }
+        let n = self.vars.ids(var).len();
+        let mut split = std::mem::take(&mut self.splits[vi]);
+        if split.len != n {
+            split.non_plain.clear();
+            for k in 0..n {
+                let id = self.vars.ids(var)[k];
+                if !self.item_plain(id) {
+                    split.non_plain.push(id);
+                }
+            }
+            split.len = n;
+            split.cands_len = usize::MAX;
+        }
+        if let Some(pf) = pf {
+            if split.cands_len != n {
+                split.plain_cands.clear();
+                split.plain_cands.resize(rules.div_ceil(64), 0);
+                for k in 0..n {
+                    let id = self.vars.ids(var)[k];
+                    if self.item_plain(id) {
+                        let slot = self.cands_slot(pf, rules, id, Src::Raw) as usize - 1;
+                        for (w, c) in split.plain_cands.iter_mut().zip(&self.cache.cands[slot]) {
+                            *w |= c;
+                        }
+                    }
+                }
+                split.cands_len = n;
+            }
+        }
+        self.splits[vi] = split;
     }
 
     /// Prefilter candidates (slot into `cache.cands`) of a byte string, computed once.

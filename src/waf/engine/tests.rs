@@ -499,6 +499,54 @@ fn perf_per_request() {
     }
 }
 
+/// Variables of many members are split by plainness: rules that no plain member can match
+/// visit only the others, in order, and plain members still match the rules they can.
+#[test]
+fn many_plain_members_are_skipped_without_changing_matches() {
+    let e = Engine::from_files(&[write_ruleset(
+        "split",
+        r#"
+name = "split"
+[[rule]]
+id = 20
+msg = "quote"
+severity = "critical"
+targets = ["ARGS"]
+operator = "rx"
+argument = "\u0027\\s*or\\s*\u0027"
+[[rule]]
+id = 21
+msg = "plain word with a literal prefilter"
+severity = "critical"
+targets = ["ARGS"]
+transformations = ["lowercase"]
+operator = "rx"
+argument = "sleepy(?:head|time)"
+"#,
+    )])
+    .expect("loads");
+    assert!(e.rule(20).expect("rule 20").operator.plain_impossible);
+    assert!(!e.rule(21).expect("rule 21").operator.plain_impossible);
+    let p = policy(&e, |_| {});
+    let plain = "a=%E6%94%BF%E5%8A%A1&b=abc&c=%E5%85%AC%E5%BC%80&d=x1&e=y_2";
+    // Clean: nothing matches.
+    let v = get(&format!("/s?{plain}")).evaluate(&e, &p);
+    assert!(v.matches.is_empty(), "{:?}", v.matches);
+    // A non-plain member among plain ones (the split path): the quote rule reports it.
+    let v = get(&format!("/s?{plain}&q=x%27%20or%20%271&z=zz")).evaluate(&e, &p);
+    let ids: Vec<u32> = v.matches.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![20]);
+    assert_eq!(v.matches[0].target, "ARGS:q");
+    // A plain member that a filtered rule can match: still found, in member order.
+    let v = get(&format!("/s?{plain}&w=SleepyTime&w2=sleepyhead")).evaluate(&e, &p);
+    let hits: Vec<(u32, &str)> = v
+        .matches
+        .iter()
+        .map(|m| (m.id, m.target.as_str()))
+        .collect();
+    assert_eq!(hits, vec![(21, "ARGS:w")]);
+}
+
 /// The engine skips plain values for operators marked `plain_impossible`: no shipped rule
 /// (nor CRS rule, when ../shared/crs is present) so marked matches a plain value.
 #[test]
@@ -583,9 +631,20 @@ fn plain_impossible_operators_never_match_plain_values() {
 fn list_unfiltered() {
     let e = shipped();
     for r in e.rules() {
-        let kind = r.operator.name();
-        if kind == "@rx" && r.operator.required_literals.is_none() {
-            println!("no prefilter: {} {}", r.id, r.msg);
+        if r.operator.required_literals.is_none() {
+            println!(
+                "no prefilter: {} {:?} {}{} {} {:?}",
+                r.id,
+                r.phase,
+                r.operator.name(),
+                if r.operator.plain_impossible {
+                    " (skips plain values)"
+                } else {
+                    ""
+                },
+                r.msg,
+                r.transforms.iter().map(|t| t.name()).collect::<Vec<_>>()
+            );
         }
     }
 }
