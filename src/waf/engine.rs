@@ -803,34 +803,34 @@ impl TxState {
     /// Evaluates one rule (or chain link) over its targets; returns the hits when it matches.
     fn eval_rule(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule, prev: &[Hit]) -> Option<Vec<Hit>> {
         let mut hits = Vec::new();
+        // Decided once per rule for all its targets.
+        let check_excl = !rule.targets.exclusions.is_empty() || self.removals.contains_key(&ri);
+        // Rule-level part of eval_item's prefilter fast path: plain members the prefilter
+        // rules out are skipped without a call.
+        let engine = cx.engine;
+        let skip_plain = match &engine.prefilter {
+            Some(pf)
+                if !rule.actions.multi_match
+                    && engine.chain_keeps_plain[rule.chain_id]
+                    && pf.filtered.get(ri).copied().unwrap_or(false)
+                    && std::ptr::eq(rule, &engine.rules[ri]) =>
+            {
+                Some(pf)
+            }
+            _ => None,
+        };
+        // The operator cannot match a plain value, and the transformations leave plain
+        // values plain: plain members are skipped outright.
+        let never_plain = rule.operator.plain_impossible
+            && !rule.actions.multi_match
+            && engine.chain_keeps_plain[rule.chain_id];
+        self.grow_cache();
         for target in &rule.targets.targets {
             // Fast path for decoded request variables: walk the member ids in place (no
             // per-target allocation), the common case of every rule.
             if !target.count && is_item_variable(target.variable) {
                 let var = target.variable;
                 let select = var.is_collection() && !matches!(target.selector, Selector::All);
-                let check_excl =
-                    !rule.targets.exclusions.is_empty() || self.removals.contains_key(&ri);
-                // Rule-level part of eval_item's prefilter fast path, decided once per rule:
-                // plain members the prefilter rules out are skipped without a call.
-                let engine = cx.engine;
-                let skip_plain = match &engine.prefilter {
-                    Some(pf)
-                        if !rule.actions.multi_match
-                            && engine.chain_keeps_plain[rule.chain_id]
-                            && pf.filtered.get(ri).copied().unwrap_or(false)
-                            && std::ptr::eq(rule, &engine.rules[ri]) =>
-                    {
-                        Some(pf)
-                    }
-                    _ => None,
-                };
-                // The operator cannot match a plain value, and the transformations leave
-                // plain values plain: plain members are skipped outright.
-                let never_plain = rule.operator.plain_impossible
-                    && !rule.actions.multi_match
-                    && engine.chain_keeps_plain[rule.chain_id];
-                self.grow_cache();
                 // Plain members are often most of a variable (decoded Chinese arguments):
                 // when none of them can match, only the others are visited, in order.
                 let vi = var.index();
