@@ -2,14 +2,17 @@
 //! runs the shipped rulesets (default policy: block, paranoia 1, response inspection as
 //! configured by default) over the same requests as scripts/bench/cpu-per-request.sh, all
 //! four phases, `N` times inside `measure` (callgrind counts only that function).
+//! With `--crs DIR`: OWASP CRS alone instead, paranoia 1, block mode, with the Chinese-site
+//! exclusion profile (rulesets/crs/*.conf), as e2e.sh's egret-crs-pl1 target.
 //!
-//!   waf_cost RULESETS_DIR WORKLOAD N      (WORKLOAD: small | query | form)
+//!   waf_cost RULESETS_DIR WORKLOAD N [--crs DIR]     (WORKLOAD: small | query | form)
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use egret::waf::{Engine, OwnedRequest, SitePolicy, Transaction};
+use egret::waf::seclang::crs::CrsSettings;
+use egret::waf::{Engine, Mode, OwnedRequest, SitePolicy, Transaction};
 
 /// The same allocator as the `egret` binary.
 #[global_allocator]
@@ -86,19 +89,51 @@ fn main() -> ExitCode {
         args.get(2).and_then(|w| request(w)),
         args.get(3).and_then(|n| n.parse::<u32>().ok()),
     ) else {
-        eprintln!("usage: waf_cost RULESETS_DIR small|query|form N");
+        eprintln!("usage: waf_cost RULESETS_DIR small|query|form N [--crs DIR]");
         return ExitCode::from(2);
     };
-    let engine = match Engine::load_dir(Path::new(dir)) {
-        Ok(e) => e,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("{e}");
+    let crs = match args.get(4).map(String::as_str) {
+        Some("--crs") => match args.get(5) {
+            Some(d) => Some(PathBuf::from(d)),
+            None => {
+                eprintln!("--crs needs a directory");
+                return ExitCode::from(2);
             }
-            return ExitCode::FAILURE;
+        },
+        Some(other) => {
+            eprintln!("unknown argument {other:?}");
+            return ExitCode::from(2);
         }
+        None => None,
     };
-    let policy = SitePolicy::default_for(&engine);
+    let (engine, policy) = match crs {
+        Some(crs) => {
+            let profile: Vec<PathBuf> = ["cn-exclusions.conf", "cn-editor-exclusions.conf"]
+                .iter()
+                .map(|f| Path::new(dir).join("crs").join(f))
+                .collect();
+            let settings = CrsSettings::new(1, None, None, None);
+            match egret::crs_cli::crs_engine_with(&crs, &settings, &profile, Mode::Block, 1) {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("CRS: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => match Engine::load_dir(Path::new(dir)) {
+            Ok(e) => {
+                let p = SitePolicy::default_for(&e);
+                (e, p)
+            }
+            Err(errs) => {
+                for e in errs {
+                    eprintln!("{e}");
+                }
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let req = match OwnedRequest::parse_raw(&raw) {
         Ok(r) => r,
         Err(e) => {

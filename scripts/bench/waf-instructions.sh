@@ -6,7 +6,9 @@
 #
 #   scripts/bench/waf-instructions.sh [WORKLOAD...]     (default: small query form)
 #
-# Environment: N=2000 (requests per workload), RULESETS (default: rulesets/).
+# Environment: N=2000 (requests per workload), RULESETS (default: rulesets/), CRS_DIR (default
+# ../shared/crs: when it exists, OWASP CRS alone at paranoia 1 with the Chinese-site profile is
+# measured too, as e2e.sh's egret-crs-pl1).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 N=${N:-2000}
@@ -21,12 +23,20 @@ CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR=$ROOT/target/prof 
 BIN=$ROOT/target/prof/release/examples/waf_cost
 OUT=$ROOT/target/bench/callgrind
 mkdir -p "$OUT"
-printf '%-8s %8s %14s\n' workload requests instr/request
-for w in "${WORKLOADS[@]}"; do
-    valgrind --tool=callgrind --toggle-collect='waf_cost::measure*' \
-        --callgrind-out-file="$OUT/waf-$w.out" "$BIN" "$RULESETS" "$w" "$N" > "$OUT/$w.log" 2>&1 ||
-        { cat "$OUT/$w.log" >&2; exit 1; }
-    ir=$(awk '/^totals:/ {print $2}' "$OUT/waf-$w.out")
-    printf '%-8s %8s %14s\n' "$w" "$N" "$(( ir / N ))"
+CRS_DIR=${CRS_DIR:-$ROOT/../shared/crs}
+RULES=(native)
+if [ -d "$CRS_DIR/rules" ]; then RULES+=(crs); else echo "no CRS at $CRS_DIR: native rules only" >&2; fi
+printf '%-8s %-8s %8s %14s\n' rules workload requests instr/request
+for r in "${RULES[@]}"; do
+    extra=()
+    [ "$r" = crs ] && extra=(--crs "$CRS_DIR")
+    for w in "${WORKLOADS[@]}"; do
+        out="$OUT/waf-$r-$w.out"
+        valgrind --tool=callgrind --toggle-collect='waf_cost::measure*' --callgrind-out-file="$out" \
+            "$BIN" "$RULESETS" "$w" "$N" "${extra[@]}" > "$OUT/waf-$r-$w.log" 2>&1 ||
+            { cat "$OUT/waf-$r-$w.log" >&2; exit 1; }
+        ir=$(awk '/^totals:/ {print $2}' "$out")
+        printf '%-8s %-8s %8s %14s\n' "$r" "$w" "$N" "$(( ir / N ))"
+    done
 done
-echo "profiles: $OUT/waf-WORKLOAD.out (callgrind_annotate FILE | head -60)"
+echo "profiles: $OUT/waf-RULES-WORKLOAD.out (callgrind_annotate FILE | head -60)"

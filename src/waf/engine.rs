@@ -354,6 +354,8 @@ enum Source<'v> {
 /// A target member's display name, rendered only when it matches.
 enum Name {
     Member(Variable, u32),
+    /// A TX variable: `TX:key`.
+    Tx(String),
     Text(String),
 }
 
@@ -363,6 +365,27 @@ struct Hit {
     name: String,
     value: Vec<u8>,
     caps: Vec<Vec<u8>>,
+}
+
+/// Targets removed from rules for this transaction (site exclusions with a target,
+/// `ctl:ruleRemoveTargetBy*`), indexed by rule: no hashing on the per-rule check.
+#[derive(Debug, Default)]
+struct Removals {
+    /// Empty until the first removal, then one list per rule.
+    by_rule: Vec<Vec<Exclusion>>,
+}
+
+impl Removals {
+    fn add(&mut self, rule: usize, ex: Exclusion, rules: usize) {
+        if self.by_rule.len() < rules.max(rule + 1) {
+            self.by_rule.resize_with(rules.max(rule + 1), Vec::new);
+        }
+        self.by_rule[rule].push(ex);
+    }
+
+    fn of(&self, rule: usize) -> &[Exclusion] {
+        self.by_rule.get(rule).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The engine and policy a transaction evaluates against, passed down explicitly so that the
@@ -383,7 +406,7 @@ struct TxState {
     splits: Vec<Split>,
     tx: HashMap<String, Vec<u8>>,
     disabled: Vec<bool>,
-    removals: HashMap<usize, Vec<Exclusion>>,
+    removals: Removals,
     inbound: u32,
     outbound: u32,
     matches: Vec<RuleMatch>,
@@ -405,7 +428,7 @@ impl TxState {
         vars.set(Variable::ReqbodyProcessor, kind.name());
         let mut disabled = policy.disabled.clone();
         disabled.resize(engine.rules.len(), false);
-        let mut removals: HashMap<usize, Vec<Exclusion>> = HashMap::new();
+        let mut removals = Removals::default();
         let path = vars.first(Variable::RequestFilename).unwrap_or(b"/");
         let norm = Transform::NormalizePathWin.apply(path);
         for ex in &policy.exclusions {
@@ -423,7 +446,7 @@ impl TxState {
                             *d = true;
                         }
                     }
-                    Some(t) => removals.entry(ri).or_default().push(t.clone()),
+                    Some(t) => removals.add(ri, t.clone(), engine.rules.len()),
                 }
             }
         }
@@ -434,7 +457,12 @@ impl TxState {
             cache: Cache::default(),
             splits: Vec::new(),
             // The site's CRS settings (empty for native-only policies: no allocation).
-            tx: policy.tx_seed.iter().cloned().collect(),
+            // TX keys are kept lowercase (targets look them up so).
+            tx: policy
+                .tx_seed
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
             disabled,
             removals,
             inbound: 0,
@@ -724,7 +752,7 @@ impl TxState {
                 }
                 Ctl::RuleRemoveTargetById(id, ex) => {
                     if let Some(i) = engine.rule_index(*id) {
-                        self.removals.entry(i).or_default().push(ex.clone());
+                        self.removals.add(i, ex.clone(), engine.rules.len());
                     }
                 }
                 Ctl::RuleEngineOff => self.allowed = true,
@@ -732,7 +760,7 @@ impl TxState {
                 Ctl::RuleRemoveTargetByTag(tag, ex) => {
                     for (i, r) in engine.rules.iter().enumerate() {
                         if r.has_tag(tag) {
-                            self.removals.entry(i).or_default().push(ex.clone());
+                            self.removals.add(i, ex.clone(), engine.rules.len());
                         }
                     }
                 }
@@ -804,7 +832,7 @@ impl TxState {
     fn eval_rule(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule, prev: &[Hit]) -> Option<Vec<Hit>> {
         let mut hits = Vec::new();
         // Decided once per rule for all its targets.
-        let check_excl = !rule.targets.exclusions.is_empty() || self.removals.contains_key(&ri);
+        let check_excl = !rule.targets.exclusions.is_empty() || !self.removals.of(ri).is_empty();
         // Rule-level part of eval_item's prefilter fast path: plain members the prefilter
         // rules out are skipped without a call.
         let engine = cx.engine;
@@ -903,6 +931,7 @@ impl TxState {
                 if let Some((value, caps)) = matched {
                     let name = match name {
                         Name::Text(t) => t,
+                        Name::Tx(k) => format!("TX:{k}"),
                         Name::Member(v, id) => {
                             let key = &self.vars.item(id).key;
                             if key.is_empty() {
@@ -1314,14 +1343,8 @@ impl TxState {
     }
 
     fn excluded(&self, ri: usize, rule: &Rule, var: Variable, key: &str) -> bool {
-        if rule.targets.exclusions.is_empty() && self.removals.is_empty() {
-            return false;
-        }
         rule.targets.exclusions.iter().any(|e| e.excludes(var, key))
-            || self
-                .removals
-                .get(&ri)
-                .is_some_and(|rs| rs.iter().any(|e| e.excludes(var, key)))
+            || self.removals.of(ri).iter().any(|e| e.excludes(var, key))
     }
 
     /// The values a target selects, with display names (`ARGS:q`). The variables handled
@@ -1335,8 +1358,23 @@ impl TxState {
     ) -> Vec<(Name, Source<'p>)> {
         let var = target.variable;
         let mut out: Vec<(Name, Source<'p>)> = Vec::new();
-        let name_of = |key: &str| Name::Text(format!("{}:{}", var.name(), key));
         match var {
+            // One named TX variable (most TX targets): a lookup, keys being lowercase.
+            Variable::Tx if matches!(&target.selector, Selector::Key(k) if k.len() <= 64) => {
+                let Selector::Key(k) = &target.selector else {
+                    return out;
+                };
+                let mut buf = [0u8; 64];
+                let lower = &mut buf[..k.len()];
+                lower.copy_from_slice(k.as_bytes());
+                lower.make_ascii_lowercase();
+                let key = std::str::from_utf8(lower).unwrap_or(k);
+                if let Some((k, v)) = self.tx.get_key_value(key) {
+                    if !self.excluded(ri, rule, var, k) {
+                        out.push((Name::Tx(k.clone()), Source::Owned(v.clone())));
+                    }
+                }
+            }
             Variable::Tx => {
                 let mut keys: Vec<&String> = self
                     .tx
@@ -1346,7 +1384,7 @@ impl TxState {
                 keys.sort();
                 for k in keys {
                     if !self.excluded(ri, rule, var, k) {
-                        out.push((name_of(k), Source::Owned(self.tx[k].clone())));
+                        out.push((Name::Tx(k.clone()), Source::Owned(self.tx[k].clone())));
                     }
                 }
             }
