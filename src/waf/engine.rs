@@ -359,6 +359,15 @@ enum Name {
     Text(String),
 }
 
+/// `VAR:key`, without the formatting machinery (built for every matched value).
+fn member_name(var: &str, key: &str) -> String {
+    let mut s = String::with_capacity(var.len() + 1 + key.len());
+    s.push_str(var);
+    s.push(':');
+    s.push_str(key);
+    s
+}
+
 /// A value that matched, kept for MATCHED_VAR(S) and the verdict.
 #[derive(Debug, Clone)]
 struct Hit {
@@ -778,11 +787,12 @@ impl TxState {
         }
         for h in hits {
             if acts.capture {
-                for i in 0..10 {
-                    self.tx.remove(&i.to_string());
+                const KEYS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+                for k in KEYS {
+                    self.tx.remove(k);
                 }
-                for (i, c) in h.caps.iter().enumerate() {
-                    self.tx.insert(i.to_string(), c.clone());
+                for (k, c) in KEYS.iter().zip(&h.caps) {
+                    self.tx.insert((*k).to_owned(), c.clone());
                 }
             }
             self.link_actions(cx, head, l, std::slice::from_ref(h));
@@ -911,7 +921,7 @@ impl TxState {
                         let name = if key.is_empty() {
                             var.name().to_owned()
                         } else {
-                            format!("{}:{}", var.name(), key)
+                            member_name(var.name(), key)
                         };
                         hits.push(Hit { name, value, caps });
                         if !rule.actions.multi_match && rule.chain.is_none() && hits.len() >= 8 {
@@ -931,13 +941,13 @@ impl TxState {
                 if let Some((value, caps)) = matched {
                     let name = match name {
                         Name::Text(t) => t,
-                        Name::Tx(k) => format!("TX:{k}"),
+                        Name::Tx(k) => member_name("TX", &k),
                         Name::Member(v, id) => {
                             let key = &self.vars.item(id).key;
                             if key.is_empty() {
                                 v.name().to_owned()
                             } else {
-                                format!("{}:{}", v.name(), key)
+                                member_name(v.name(), key)
                             }
                         }
                     };
