@@ -114,26 +114,11 @@ fn crs_blocks_attacks_and_passes_ordinary_requests_at_paranoia_1() {
         "ordinary requests: {}",
         b.benign_total
     );
-    // Ordinary requests all pass but for these corpus entries, whose text is attack-like though
-    // their note is not "tricky prose" (docs/crs.md): a JSON comment "...drop the program;
-    // select the best parts and union them" (942350), `(3+4)*5`, `${name} 模板`,
-    // `etc/passwd 是什么`, `C:\Program Files\app`, `'union' ... 'select'`, `LIKE '%张%'`.
-    // CRS flags them at paranoia 1 as ModSecurity would; `egret crs regress --blocking` fails
-    // on them. Anything else blocked is a regression.
-    let open_notes = [
-        "json api",
-        "punctuation query",
-        "param variety",
-        "param variety form",
-    ];
+    // Every ordinary request passes. Text written to look like an attack (SQL words in a
+    // comment, `etc/passwd`, `${name}`, `LIKE '%张%'`) is "tricky prose", reported apart: CRS
+    // at paranoia 1 flags it as ModSecurity does (docs/crs.md).
     assert!(
-        b.benign_blocked.len() <= 17
-            && b.benign_blocked.iter().all(|(d, ids)| {
-                open_notes.iter().any(|n| d.ends_with(&format!("({n})")))
-                    && ["942350", "942100", "942190", "930120", "932130"]
-                        .iter()
-                        .any(|id| ids.split(',').any(|x| x == *id))
-            }),
+        b.benign_blocked.is_empty(),
         "ordinary requests blocked: {:?}",
         b.benign_blocked
     );
@@ -167,6 +152,55 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// The blocking check's profile (Chinese-site profile and the editor example) opens no hole:
 /// gzip bodies are inspected decompressed, binary and ndjson bodies are not turned into
 /// argument names, and the editor exclusion covers only `content` on the editor endpoints.
+/// docs/crs.md: a site whose form takes SQL-like prose in one field excludes that field from
+/// the rule; the rule keeps watching the other fields and the other rules that field.
+#[test]
+fn a_field_exclusion_passes_that_field_only() {
+    let Some(dir) = crs_dir() else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let extra = tmp.path().join("feedback-exclusions.conf");
+    std::fs::write(
+        &extra,
+        "SecRuleUpdateTargetById 942350 \"!ARGS:json.comment\"\n",
+    )
+    .expect("writable");
+    let mut profile = blocking_profile(&repo(""));
+    profile.push(extra);
+    let (engine, policy) = crs_engine_with(
+        &dir,
+        &CrsSettings::new(1, None, None, None),
+        &profile,
+        Mode::Block,
+        1,
+    )
+    .expect("CRS loads");
+    let (plain_engine, plain_policy) = blocking_engine(&dir);
+    let post = |field: &str, text: &str| {
+        raw(
+            "POST /api/feedback HTTP/1.1\r\nContent-Type: application/json",
+            format!("{{\"{field}\": \"{text}\", \"rating\": 4}}").as_bytes(),
+        )
+    };
+    let prose = "I don't think we should drop the program; select the best parts and union them.";
+    let comment = post("comment", prose);
+    assert!(regress::request_verdict(&plain_engine, &plain_policy, &comment).is_block());
+    let v = regress::request_verdict(&engine, &policy, &comment);
+    assert!(!v.is_block(), "{v}");
+    // Another field with the same text: 942350 still blocks it.
+    let v = regress::request_verdict(&engine, &policy, &post("title", prose));
+    assert!(
+        v.is_block() && v.matches.iter().any(|m| m.id == 942350),
+        "{v}"
+    );
+    // An injection in the excluded field: the other SQL rules still block it.
+    let v = regress::request_verdict(
+        &engine,
+        &policy,
+        &post("comment", "1' union select password from users-- -"),
+    );
+    assert!(v.is_block(), "{v}");
+}
+
 #[test]
 fn crs_profile_keeps_attacks_blocked() {
     let Some(dir) = crs_dir() else { return };
