@@ -5,7 +5,7 @@
 //! With `--crs DIR`: OWASP CRS alone instead, paranoia 1, block mode, with the Chinese-site
 //! exclusion profile (rulesets/crs/*.conf), as e2e.sh's egret-crs-pl1 target.
 //!
-//!   waf_cost RULESETS_DIR WORKLOAD N [--crs DIR]     (WORKLOAD: small | query | form)
+//!   waf_cost RULESETS_DIR WORKLOAD N [--crs DIR]     (WORKLOAD: small | page | query | form)
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ fn request(workload: &str) -> Option<String> {
     let host = "Host: www.bench.gov.cn";
     Some(match workload {
         "small" => format!("GET /small HTTP/1.1\n{host}"),
+        "page" => format!("GET /page.html HTTP/1.1\n{host}"),
         "query" => {
             let words = [
                 "%E6%94%BF%E5%8A%A1",
@@ -57,11 +58,35 @@ fn request(workload: &str) -> Option<String> {
     })
 }
 
+/// The origin's answer: e2e.sh's 8 KB HTML page for `page`, else 200 bytes of text.
+fn response(workload: &str) -> (&'static str, Vec<u8>) {
+    if workload != "page" {
+        return ("text/plain", vec![b'x'; 200]);
+    }
+    let mut page = String::from("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>示范市人民政府</title></head><body>\n");
+    for i in 1..=190 {
+        page.push_str(&format!("<p class=\"n\">政务公开 item {i:03}</p>\n"));
+    }
+    let pad = 8192usize.saturating_sub(page.len() + 23);
+    page.push_str("<!--");
+    page.push_str(&"x".repeat(pad));
+    page.push_str("-->\n</body></html>\n");
+    ("text/html", page.into_bytes())
+}
+
 #[inline(never)]
-fn measure(engine: &Engine, policy: &SitePolicy, req: &OwnedRequest, n: u32) -> u32 {
-    let response_body = vec![b'x'; 200];
-    let response_headers: [(&str, &[u8]); 2] =
-        [("content-type", b"text/plain"), ("content-length", b"200")];
+fn measure(
+    engine: &Engine,
+    policy: &SitePolicy,
+    req: &OwnedRequest,
+    (content_type, response_body): (&str, Vec<u8>),
+    n: u32,
+) -> u32 {
+    let len = response_body.len().to_string();
+    let response_headers: [(&str, &[u8]); 2] = [
+        ("content-type", content_type.as_bytes()),
+        ("content-length", len.as_bytes()),
+    ];
     req.with_request(|r| {
         let mut blocked = 0;
         for _ in 0..n {
@@ -89,7 +114,7 @@ fn main() -> ExitCode {
         args.get(2).and_then(|w| request(w)),
         args.get(3).and_then(|n| n.parse::<u32>().ok()),
     ) else {
-        eprintln!("usage: waf_cost RULESETS_DIR small|query|form N [--crs DIR]");
+        eprintln!("usage: waf_cost RULESETS_DIR small|page|query|form N [--crs DIR]");
         return ExitCode::from(2);
     };
     let crs = match args.get(4).map(String::as_str) {
@@ -141,7 +166,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let blocked = measure(&engine, &policy, &req, n);
+    let blocked = measure(&engine, &policy, &req, response(&args[2]), n);
     println!("{n} requests, {blocked} blocked");
     ExitCode::SUCCESS
 }

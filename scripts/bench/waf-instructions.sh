@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The WAF's own CPU cost per request, counted in instructions by callgrind (repeatable on a
 # busy machine): the shipped rulesets at paranoia 1 (block mode, all four phases) over the
-# workloads of cpu-per-request.sh, evaluated in process by benches/waf_cost.rs. Only its
+# workloads of cpu-per-request.sh and e2e.sh's 8 KB HTML page, evaluated in process by benches/waf_cost.rs. Only its
 # `measure` function is counted, so the figure excludes loading the rulesets.
 #
-#   scripts/bench/waf-instructions.sh [WORKLOAD...]     (default: small query form)
+#   scripts/bench/waf-instructions.sh [WORKLOAD...]     (default: small page query form)
 #
 # Environment: N=2000 (requests per workload), RULESETS (default: rulesets/), CRS_DIR (default
 # ../shared/crs: when it exists, OWASP CRS alone at paranoia 1 with the Chinese-site profile is
@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 N=${N:-2000}
 RULESETS=${RULESETS:-$ROOT/rulesets}
 WORKLOADS=("$@")
-[ ${#WORKLOADS[@]} -gt 0 ] || WORKLOADS=(small query form)
+[ ${#WORKLOADS[@]} -gt 0 ] || WORKLOADS=(small page query form)
 command -v valgrind >/dev/null || { echo "missing valgrind (apt-get install valgrind)" >&2; exit 1; }
 cd "$ROOT"
 # Line tables for callgrind_annotate; the same target directory as cpu-per-request.sh.

@@ -184,6 +184,7 @@ fn phrase_set(phrases: Vec<String>) -> Result<PhraseSet, String> {
     }
     let ac = AhoCorasick::builder()
         .ascii_case_insensitive(true)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
         .build(&phrases)
         .map_err(|e| format!("phrase list: {e}"))?;
     Ok(PhraseSet { phrases, ac })
@@ -293,6 +294,17 @@ impl Operator {
         };
         let required_literals = match &kind {
             OpKind::Rx(_) if !negate => required_literals(arg),
+            // A phrase match contains its phrase: the phrases are the prefilter's literals.
+            OpKind::Pm(set) | OpKind::PmFromFile(_, set) if !negate => {
+                let mut lits: Vec<Vec<u8>> = set
+                    .phrases
+                    .iter()
+                    .map(|p| p.as_bytes().to_ascii_lowercase())
+                    .collect();
+                lits.sort();
+                lits.dedup();
+                lits.iter().all(|l| l.len() >= 2).then_some(lits)
+            }
             _ => None,
         };
         let has_non_plain = |b: &[u8]| b.iter().any(|&c| !is_plain_byte(c));
