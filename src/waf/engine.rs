@@ -359,6 +359,14 @@ enum Name {
     Text(String),
 }
 
+/// The name a `TX:name` target selects, when short enough to lowercase on the stack.
+fn tx_key(selector: &Selector) -> Option<&str> {
+    match selector {
+        Selector::Key(k) if k.len() <= 64 => Some(k),
+        _ => None,
+    }
+}
+
 /// `VAR:key`, without the formatting machinery (built for every matched value).
 fn member_name(var: &str, key: &str) -> String {
     let mut s = String::with_capacity(var.len() + 1 + key.len());
@@ -466,12 +474,8 @@ impl TxState {
             cache: Cache::default(),
             splits: Vec::new(),
             // The site's CRS settings (empty for native-only policies: no allocation).
-            // TX keys are kept lowercase (targets look them up so).
-            tx: policy
-                .tx_seed
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect(),
+            // TX names are lowercase (CrsSettings::tx_seed, setvar): targets look them up so.
+            tx: policy.tx_seed.iter().cloned().collect(),
             disabled,
             removals,
             inbound: 0,
@@ -1369,16 +1373,15 @@ impl TxState {
         let var = target.variable;
         let mut out: Vec<(Name, Source<'p>)> = Vec::new();
         match var {
-            // One named TX variable (most TX targets): a lookup, keys being lowercase.
-            Variable::Tx if matches!(&target.selector, Selector::Key(k) if k.len() <= 64) => {
-                let Selector::Key(k) = &target.selector else {
-                    return out;
-                };
+            // One named TX variable (most TX targets): a lookup, names being lowercase.
+            Variable::Tx if tx_key(&target.selector).is_some() => {
                 let mut buf = [0u8; 64];
-                let lower = &mut buf[..k.len()];
-                lower.copy_from_slice(k.as_bytes());
-                lower.make_ascii_lowercase();
-                let key = std::str::from_utf8(lower).unwrap_or(k);
+                let key = tx_key(&target.selector).map_or("", |k| {
+                    let lower = &mut buf[..k.len()];
+                    lower.copy_from_slice(k.as_bytes());
+                    lower.make_ascii_lowercase();
+                    std::str::from_utf8(lower).unwrap_or(k)
+                });
                 if let Some((k, v)) = self.tx.get_key_value(key) {
                     if !self.excluded(ri, rule, var, k) {
                         out.push((Name::Tx(k.clone()), Source::Owned(v.clone())));

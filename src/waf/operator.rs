@@ -151,6 +151,27 @@ pub fn is_plain_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || (b >= 0x80 && b != 0xa0)
 }
 
+/// Pseudo-random plain values (bytes drawn from every [`is_plain_byte`] byte, up to 63 long)
+/// after `fixed`, for the tests of the plain-value fast paths.
+#[cfg(test)]
+pub(crate) fn plain_samples(fixed: &[&str], seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let alphabet: Vec<u8> = (0u8..=255).filter(|&b| is_plain_byte(b)).collect();
+    let mut samples: Vec<Vec<u8>> = fixed.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let mut seed = seed;
+    for _ in 0..n {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = (seed >> 58) as usize;
+        samples.push(
+            (0..len)
+                .map(|i| alphabet[(seed.rotate_left(i as u32 * 7) >> 33) as usize % alphabet.len()])
+                .collect(),
+        );
+    }
+    samples
+}
+
 /// Names accepted by [`Operator::compile`], as in SecLang.
 pub const OPERATOR_NAMES: &[&str] = &[
     "rx",
@@ -292,8 +313,13 @@ impl Operator {
             "noMatch" => OpKind::NoMatch,
             other => return Err(format!("unknown operator {other:?}")),
         };
+        // Both analyses of a regex read one parse of it.
+        let hir = match &kind {
+            OpKind::Rx(_) if !negate => parse_hir(arg),
+            _ => None,
+        };
         let required_literals = match &kind {
-            OpKind::Rx(_) if !negate => required_literals(arg),
+            OpKind::Rx(_) => hir.as_ref().and_then(required_literals_of),
             // A phrase match contains its phrase: the phrases are the prefilter's literals.
             OpKind::Pm(set) | OpKind::PmFromFile(_, set) if !negate => {
                 let mut lits: Vec<Vec<u8>> = set
@@ -310,7 +336,7 @@ impl Operator {
         let has_non_plain = |b: &[u8]| b.iter().any(|&c| !is_plain_byte(c));
         let plain_impossible = !negate
             && match &kind {
-                OpKind::Rx(_) => needs_non_plain_pattern(arg),
+                OpKind::Rx(_) => hir.as_ref().is_some_and(needs_non_plain),
                 // Phrases match ASCII case-insensitively: case does not make a byte plain.
                 OpKind::Pm(set) | OpKind::PmFromFile(_, set) => {
                     set.phrases.iter().all(|p| has_non_plain(p.as_bytes()))
@@ -516,13 +542,21 @@ pub fn valid_url_encoding(v: &[u8]) -> bool {
 /// walking the regex-syntax HIR: exact literal sets are combined across concatenations and
 /// unioned across alternations. `None` when no set with literals of 2+ bytes exists.
 pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new()
+    required_literals_of(&parse_hir(pattern)?)
+}
+
+/// The pattern as the `rx` operator compiles it (bytes, no Unicode classes).
+fn parse_hir(pattern: &str) -> Option<regex_syntax::hir::Hir> {
+    regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(pattern)
-        .ok()?;
-    let facts = literal_facts(&hir);
+        .ok()
+}
+
+fn required_literals_of(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    let facts = literal_facts(hir);
     let mut set = facts.required?;
     for l in set.iter_mut() {
         l.make_ascii_lowercase();
@@ -535,12 +569,7 @@ pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
 /// Whether every match of `pattern` contains a byte that is not plain ([`is_plain_byte`]),
 /// so that the pattern cannot match anywhere in a plain value. `false` when unsure.
 pub fn needs_non_plain_pattern(pattern: &str) -> bool {
-    regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .is_ok_and(|hir| needs_non_plain(&hir))
+    parse_hir(pattern).is_some_and(|hir| needs_non_plain(&hir))
 }
 
 fn needs_non_plain(hir: &regex_syntax::hir::Hir) -> bool {

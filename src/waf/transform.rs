@@ -852,32 +852,11 @@ mod tests {
     /// values (letters, digits, `_`, non-ASCII bytes but 0xA0) unchanged up to ASCII case.
     #[test]
     fn keeps_plain_transformations_do_not_change_plain_values() {
-        let alphabet: Vec<u8> = (b'0'..=b'9')
-            .chain(b'a'..=b'z')
-            .chain(b'A'..=b'Z')
-            .chain([b'_'])
-            .chain((0x80u8..=0xff).filter(|&b| b != 0xa0))
-            .collect();
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut samples: Vec<Vec<u8>> = vec![
-            Vec::new(),
-            "政务公开abc".as_bytes().to_vec(),
-            "Union_Select_1".as_bytes().to_vec(),
-            "市政府办公厅".as_bytes().to_vec(),
-        ];
-        for _ in 0..2000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let len = (seed >> 58) as usize;
-            let v = (0..len)
-                .map(|i| {
-                    let x = seed.rotate_left(i as u32 * 7) >> 33;
-                    alphabet[x as usize % alphabet.len()]
-                })
-                .collect();
-            samples.push(v);
-        }
+        let samples = super::super::operator::plain_samples(
+            &["", "政务公开abc", "Union_Select_1", "市政府办公厅"],
+            0x9e37_79b9_7f4a_7c15,
+            2000,
+        );
         for (t, _) in super::TRANSFORM_NAMES {
             if !t.keeps_plain() {
                 continue;

@@ -551,39 +551,22 @@ argument = "sleepy(?:head|time)"
 /// (nor CRS rule, when ../shared/crs is present) so marked matches a plain value.
 #[test]
 fn plain_impossible_operators_never_match_plain_values() {
-    let alphabet: Vec<u8> = (b'0'..=b'9')
-        .chain(b'a'..=b'z')
-        .chain(b'A'..=b'Z')
-        .chain([b'_'])
-        .chain((0x80u8..=0xff).filter(|&b| b != 0xa0))
-        .collect();
-    let mut samples: Vec<Vec<u8>> = [
-        "",
-        "政务公开abc",
-        "UNION_select_1",
-        "or1",
-        "script",
-        "etc_passwd",
-        "phpinfo",
-        "eval",
-        "base64_decode",
-        "SELECT",
-    ]
-    .iter()
-    .map(|s| s.as_bytes().to_vec())
-    .collect();
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    for _ in 0..300 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let len = (seed >> 58) as usize;
-        samples.push(
-            (0..len)
-                .map(|i| alphabet[(seed.rotate_left(i as u32 * 7) >> 33) as usize % alphabet.len()])
-                .collect(),
-        );
-    }
+    let samples = crate::waf::operator::plain_samples(
+        &[
+            "",
+            "政务公开abc",
+            "UNION_select_1",
+            "or1",
+            "script",
+            "etc_passwd",
+            "phpinfo",
+            "eval",
+            "base64_decode",
+            "SELECT",
+        ],
+        0x2545_f491_4f6c_dd1d,
+        300,
+    );
     let mut engines = vec![shipped()];
     let crs = root().join("../shared/crs");
     if crs.join("rules").is_dir() {

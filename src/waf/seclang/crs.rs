@@ -118,11 +118,12 @@ impl CrsSettings {
             .unwrap_or(1)
     }
 
-    /// The settings as TX variables (name, value) for a transaction's start.
+    /// The settings as TX variables (name, value) for a transaction's start; names are
+    /// lowercase, as the engine keeps every TX name.
     pub fn tx_seed(&self) -> Vec<(String, Vec<u8>)> {
         self.vars
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone().into_bytes()))
             .collect()
     }
 
