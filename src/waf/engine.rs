@@ -313,6 +313,9 @@ impl Prefilter {
         };
         let ac = AhoCorasick::builder()
             .ascii_case_insensitive(packed.is_none())
+            // The fastest automaton, and the largest: about 24 MB for CRS's request side,
+            // 29 MB for its response side (a contiguous NFA takes a twentieth, and 12% more
+            // instructions on a 2 KB form, 34% more on an 8 KB page).
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&pats)
             .map_err(|e| LoadError::plain(format!("prefilter: {e}")))?;

@@ -198,16 +198,27 @@ pub const OPERATOR_NAMES: &[&str] = &[
     "noMatch",
 ];
 
+/// The largest phrase-list DFA kept (see [`phrase_set`]).
+const PHRASE_DFA_MAX_BYTES: usize = 4 << 20;
+
 fn phrase_set(phrases: Vec<String>) -> Result<PhraseSet, String> {
     let phrases: Vec<String> = phrases.into_iter().filter(|p| !p.is_empty()).collect();
     if phrases.is_empty() {
         return Err("phrase list is empty".into());
     }
-    let ac = AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-        .build(&phrases)
-        .map_err(|e| format!("phrase list: {e}"))?;
+    let build = |kind| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .kind(Some(kind))
+            .build(&phrases)
+            .map_err(|e| format!("phrase list: {e}"))
+    };
+    // A DFA is the fastest automaton; a long list (CRS data files) would take tens of MB as
+    // one, and gets the far smaller contiguous NFA instead.
+    let mut ac = build(aho_corasick::AhoCorasickKind::DFA)?;
+    if ac.memory_usage() > PHRASE_DFA_MAX_BYTES {
+        ac = build(aho_corasick::AhoCorasickKind::ContiguousNFA)?;
+    }
     Ok(PhraseSet { phrases, ac })
 }
 
