@@ -244,6 +244,15 @@ impl Engine {
     }
 }
 
+/// UNIQUE_ID: sixteen lowercase hex digits.
+pub(crate) fn unique_id(n: u64) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..16)
+        .rev()
+        .map(|i| HEX[(n >> (i * 4)) as usize & 15])
+        .collect()
+}
+
 /// Which prefilter serves a phase: 0 for the request phases, 1 for the response phases.
 fn prefilter_side(phase: Phase) -> u8 {
     match phase {
@@ -400,6 +409,24 @@ struct Cache {
     plain: Vec<u8>,
 }
 
+impl Cache {
+    /// Room for the transformations of a typical request (a few values need some), so the
+    /// first ones do not grow every vector from empty.
+    fn with_capacity(nodes: usize) -> Cache {
+        const VALUES: usize = 16;
+        Cache {
+            slots: Vec::with_capacity(4 * nodes),
+            memo: Vec::with_capacity(2 * VALUES),
+            owned: Vec::with_capacity(VALUES),
+            owned_case_of: Vec::with_capacity(VALUES),
+            memo_owned: Vec::with_capacity(VALUES),
+            owned_cands: Vec::with_capacity(VALUES),
+            cands: Vec::with_capacity(VALUES),
+            ..Cache::default()
+        }
+    }
+}
+
 /// Whether `collect` takes a variable's values from the decoded members (everything but the
 /// computed TX and MATCHED_* variables).
 fn is_item_variable(v: Variable) -> bool {
@@ -541,7 +568,7 @@ struct TxState {
 impl TxState {
     fn new(engine: &Engine, policy: &SitePolicy, req: &Request<'_>) -> TxState {
         let mut vars = request::decode_headers(req);
-        vars.set(Variable::UniqueId, format!("{:016x}", fastrand::u64(..)));
+        vars.set(Variable::UniqueId, unique_id(fastrand::u64(..)));
         // The body processor is known from the headers already (phase 1 rules test it).
         let kind =
             request::BodyKind::from_content_type(req.effective_content_type().as_deref(), b"");
@@ -574,7 +601,7 @@ impl TxState {
             vars,
             content_type: req.effective_content_type(),
             client_ip: req.client_ip,
-            cache: Cache::default(),
+            cache: Cache::with_capacity(engine.nodes.len()),
             splits: Vec::new(),
             // The site's CRS settings (empty for native-only policies: no allocation).
             // TX names are lowercase (CrsSettings::tx_seed, setvar): targets look them up so.
@@ -626,7 +653,7 @@ impl TxState {
             })
             .sum();
         self.vars
-            .set(Variable::FilesCombinedSize, files_size.to_string());
+            .set(Variable::FilesCombinedSize, request::decimal(files_size));
         self.run_phase(cx, Phase::RequestBody);
         self.verdict(cx)
     }

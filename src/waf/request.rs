@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use smallvec::SmallVec;
+
 use super::model::{Variable, VARIABLE_COUNT};
 
 /// Hard cap on decoded arguments / parts per request, so decoding itself is bounded.
@@ -59,14 +61,16 @@ pub struct Item {
 #[derive(Debug, Clone)]
 pub struct Vars {
     pub items: Vec<Item>,
-    coll: Vec<Vec<u32>>,
+    /// Member ids per variable; scalars (one member) and small collections stay inline, so
+    /// decoding a request does not allocate once per variable.
+    coll: Vec<SmallVec<[u32; 2]>>,
 }
 
 impl Default for Vars {
     fn default() -> Self {
         Vars {
             items: Vec::new(),
-            coll: vec![Vec::new(); VARIABLE_COUNT],
+            coll: vec![SmallVec::new(); VARIABLE_COUNT],
         }
     }
 }
@@ -174,7 +178,30 @@ impl Vars {
                 it.key.len() + it.value.len()
             })
             .sum();
-        self.set(Variable::ArgsCombinedSize, total.to_string());
+        self.set(Variable::ArgsCombinedSize, decimal(total as u64));
+    }
+}
+
+/// A number in decimal, without the formatting machinery (set for every request).
+pub fn decimal(n: u64) -> Vec<u8> {
+    itoa::Buffer::new().format(n).as_bytes().to_vec()
+}
+
+/// An address as text (`192.0.2.1`, `2001:db8::1`); IPv4 without the formatting machinery.
+pub fn ip_text(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = Vec::with_capacity(15);
+            let mut digits = itoa::Buffer::new();
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(*o).as_bytes());
+            }
+            out
+        }
+        IpAddr::V6(_) => ip.to_string().into_bytes(),
     }
 }
 
@@ -237,12 +264,16 @@ pub fn decode_headers(req: &Request<'_>) -> Vars {
     let mut v = Vars::default();
     v.set(Variable::RequestMethod, req.method);
     v.set(Variable::RequestProtocol, req.version);
-    v.set(
-        Variable::RequestLine,
-        format!("{} {} {}", req.method, req.uri, req.version),
-    );
+    let mut line = Vec::with_capacity(req.method.len() + req.uri.len() + req.version.len() + 2);
+    for (i, part) in [req.method, req.uri, req.version].iter().enumerate() {
+        if i > 0 {
+            line.push(b' ');
+        }
+        line.extend_from_slice(part.as_bytes());
+    }
+    v.set(Variable::RequestLine, line);
     v.set(Variable::RequestUriRaw, req.uri);
-    v.set(Variable::RemoteAddr, req.client_ip.to_string());
+    v.set(Variable::RemoteAddr, ip_text(req.client_ip));
 
     // Absolute-form targets: drop scheme and authority.
     let mut target = req.uri;
@@ -587,6 +618,38 @@ fn xml_path(stack: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_and_numbers_read_as_std_formats_them() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut ips: Vec<IpAddr> = vec![
+            "0.0.0.0".parse().expect("ip"),
+            "255.255.255.255".parse().expect("ip"),
+            "10.0.100.9".parse().expect("ip"),
+            "2001:db8::1".parse().expect("ip"),
+            "::ffff:192.0.2.1".parse().expect("ip"),
+        ];
+        ips.extend((0..1000).map(|_| IpAddr::from(rng.u32(..).to_be_bytes())));
+        for ip in ips {
+            assert_eq!(ip_text(ip), ip.to_string().into_bytes(), "{ip}");
+        }
+        for n in [0u64, 9, 10, 4096, u64::MAX]
+            .into_iter()
+            .chain((0..100).map(|_| rng.u64(..)))
+        {
+            assert_eq!(decimal(n), n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn request_line_is_method_target_version() {
+        let v = decode_headers(&req("/a?b=c", &[]));
+        assert_eq!(
+            v.first(Variable::RequestLine),
+            Some(&b"GET /a?b=c HTTP/1.1"[..])
+        );
+        assert_eq!(v.first(Variable::RemoteAddr), Some(&b"127.0.0.1"[..]));
+    }
 
     fn req<'a>(uri: &'a str, headers: &'a [(&'a str, &'a [u8])]) -> Request<'a> {
         Request {

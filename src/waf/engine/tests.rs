@@ -797,3 +797,14 @@ fn packed_prefilter_finds_every_pattern_present() {
         "the many-hits fallback was exercised"
     );
 }
+
+#[test]
+fn unique_id_is_sixteen_hex_digits() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    for n in [0u64, 1, 0xdead_beef, u64::MAX]
+        .into_iter()
+        .chain((0..100).map(|_| rng.u64(..)))
+    {
+        assert_eq!(super::unique_id(n), format!("{n:016x}").into_bytes());
+    }
+}
