@@ -29,3 +29,11 @@ pub mod state;
 pub mod tls;
 pub mod upstream;
 pub mod waf;
+
+/// Unit tests that allocate a lot (loading CRS) and the one that checks the process's resident
+/// memory take this lock, so that the memory check does not count the others' allocations.
+#[cfg(test)]
+pub(crate) fn memory_heavy_test() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

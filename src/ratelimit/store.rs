@@ -517,6 +517,7 @@ mod tests {
     /// 40 bytes per configured key (plus ban tables). About 2 s in a debug build.
     #[test]
     fn million_keys_stay_under_ceiling() {
+        let _alone = crate::memory_heavy_test();
         const N: u32 = 1_000_000;
         let g = gcra("1/m", 1);
         let t = Instant::now();

@@ -569,6 +569,7 @@ fn plain_impossible_operators_never_match_plain_values() {
     );
     let mut engines = vec![shipped()];
     let crs = root().join("../shared/crs");
+    let _heavy = crate::memory_heavy_test();
     if crs.join("rules").is_dir() {
         let settings = crate::waf::seclang::crs::CrsSettings::new(4, None, None, None);
         let e = crate::waf::seclang::crs::engine(Vec::new(), Vec::new(), &crs, &settings, &[])
