@@ -1,8 +1,9 @@
 //! The compiled, immutable [`Engine`] and the per-request [`Transaction`] that evaluates it.
 //!
 //! The engine owns the rules in evaluation order, the deduplicated transformation chains and
-//! a literal prefilter (aho-corasick) for each side (request, response). A transaction owns the decoded request
-//! variables, the per-request transformation cache, TX variables, scores and matches.
+//! a literal prefilter (aho-corasick) for each side (request phases, response phases). A
+//! transaction owns the decoded request variables, the per-request transformation cache, TX
+//! variables, scores and matches.
 //! Phase 1 runs before the body is read ([`Transaction::eval_headers`]); phase 2 after
 //! ([`Transaction::eval_body`]).
 
