@@ -264,14 +264,10 @@ pub fn decode_headers(req: &Request<'_>) -> Vars {
     let mut v = Vars::default();
     v.set(Variable::RequestMethod, req.method);
     v.set(Variable::RequestProtocol, req.version);
-    let mut line = Vec::with_capacity(req.method.len() + req.uri.len() + req.version.len() + 2);
-    for (i, part) in [req.method, req.uri, req.version].iter().enumerate() {
-        if i > 0 {
-            line.push(b' ');
-        }
-        line.extend_from_slice(part.as_bytes());
-    }
-    v.set(Variable::RequestLine, line);
+    v.set(
+        Variable::RequestLine,
+        [req.method, req.uri, req.version].join(" "),
+    );
     v.set(Variable::RequestUriRaw, req.uri);
     v.set(Variable::RemoteAddr, ip_text(req.client_ip));
 
