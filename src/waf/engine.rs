@@ -405,7 +405,7 @@ struct Cache {
     cands_side: u8,
     /// Scratch buffer: a value lowercased for a case-sensitive prefilter.
     lower: Vec<u8>,
-    /// Per item: 0 = not known, 1 = plain (see [`is_plain`]), 2 = not plain.
+    /// Per item: 0 = not known, else its [`value_class`].
     plain: Vec<u8>,
 }
 
@@ -443,13 +443,55 @@ fn is_item_variable(v: Variable) -> bool {
 /// A plain value holds only ASCII letters, digits, `_` and non-ASCII bytes other than 0xA0
 /// (decoded CJK text and ordinary words): no transformation that [`Transform::keeps_plain`]
 /// changes it beyond ASCII case. Most benign argument values are plain.
+#[cfg(test)]
 fn is_plain(v: &[u8]) -> bool {
-    v.iter().all(|&b| super::operator::is_plain_byte(b))
+    value_class(v) == PLAIN
 }
 
 #[cfg(test)]
 pub(crate) fn is_plain_for_tests(v: &[u8]) -> bool {
     is_plain(v)
+}
+
+#[cfg(test)]
+pub(crate) fn is_stable_for_tests(v: &[u8]) -> bool {
+    value_class(v) != UNSTABLE
+}
+
+/// [`value_class`]: a plain value (see [`is_plain`]).
+const PLAIN: u8 = 1;
+/// [`value_class`]: a stable value that is not plain.
+const STABLE: u8 = 2;
+/// [`value_class`]: neither.
+const UNSTABLE: u8 = 3;
+
+/// Classifies a value as plain, stable or neither. A stable value is made of plain bytes and
+/// `/`, `.`, `-`, `:`, with no `//`, `/.`, `..` or `--` and no leading `.`: paths, file and
+/// host names such as `/news/2024/list-1.html` or `www.example.gov.cn:8443`. Like a plain
+/// value, no transformation that [`Transform::keeps_plain`] changes it beyond ASCII case
+/// (there is nothing to decode, no comment or whitespace, and no `.`/`..` segment or empty
+/// segment for the path normalisations), so the prefilter on the raw value decides for it.
+/// Operators' [`plain_impossible`](crate::waf::operator::Operator) is about plain values
+/// only: a stable value may hold what such an operator matches.
+fn value_class(v: &[u8]) -> u8 {
+    let mut class = PLAIN;
+    let mut prev = 0u8;
+    for &b in v {
+        if !super::operator::is_plain_byte(b) {
+            let breaks = match b {
+                b'.' => matches!(prev, 0 | b'/' | b'.'),
+                b'/' | b'-' => prev == b,
+                b':' => false,
+                _ => true,
+            };
+            if breaks {
+                return UNSTABLE;
+            }
+            class = STABLE;
+        }
+        prev = b;
+    }
+    class
 }
 
 /// Variables with at least this many members are split by plainness ([`Split`]).
@@ -1041,7 +1083,7 @@ impl TxState {
                         continue;
                     }
                     if let Some(pf) = skip_plain {
-                        if self.item_plain(id) {
+                        if self.item_stable(id) {
                             let slot = self.cands_slot(pf, engine.rules.len(), id, Src::Raw);
                             if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0
                             {
@@ -1169,11 +1211,20 @@ impl TxState {
 
     /// Whether item `id` is plain (computed once per item).
     fn item_plain(&mut self, id: u32) -> bool {
+        self.item_class(id) == PLAIN
+    }
+
+    /// Whether item `id` is stable (see [`value_class`]; plain values are stable too).
+    fn item_stable(&mut self, id: u32) -> bool {
+        self.item_class(id) != UNSTABLE
+    }
+
+    fn item_class(&mut self, id: u32) -> u8 {
         let i = id as usize;
         if self.cache.plain[i] == 0 {
-            self.cache.plain[i] = if is_plain(self.raw(id)) { 1 } else { 2 };
+            self.cache.plain[i] = value_class(self.raw(id));
         }
-        self.cache.plain[i] == 1
+        self.cache.plain[i]
     }
 
     /// The members of `var` split by plainness (and, with `pf`, the plain members'
@@ -1322,7 +1373,7 @@ impl TxState {
         }
         // A plain value stays plain along a plain-keeping path, and an identity-on-plain
         // transformation returns it unchanged: no need to scan it.
-        if t.identity_on_plain() && cx.engine.node_keeps_plain[k as usize] && self.item_plain(id) {
+        if t.identity_on_plain() && cx.engine.node_keeps_plain[k as usize] && self.item_stable(id) {
             self.cache.slots[slot] = 1;
             return;
         }
@@ -1405,7 +1456,7 @@ impl TxState {
         // case, so the (case-insensitive) prefilter on the raw value decides without
         // computing the transformations.
         if let Some(pf) = filtered {
-            if engine.chain_keeps_plain[cid] && self.item_plain(id) {
+            if engine.chain_keeps_plain[cid] && self.item_stable(id) {
                 let slot = self.cands_slot(pf, engine.rules.len(), id, Src::Raw);
                 if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0 {
                     return None;
@@ -1414,7 +1465,7 @@ impl TxState {
         }
         // A plain value through an identity-on-plain chain is the raw value: nothing to
         // compute (uncomputed slots read as the raw value).
-        let identity = engine.chain_identity_on_plain[cid] && self.item_plain(id);
+        let identity = engine.chain_identity_on_plain[cid] && self.item_stable(id);
         if let (Some(k), false) = (node, identity) {
             self.compute_node(cx, id, k);
         }

@@ -878,6 +878,78 @@ mod tests {
         }
     }
 
+    /// The same for stable values (paths and host names; see `engine::value_class`): the
+    /// engine's prefilter fast path treats them as it treats plain values.
+    #[test]
+    fn keeps_plain_transformations_do_not_change_stable_values() {
+        use super::super::engine::is_stable_for_tests as stable;
+        for v in [
+            "//", "a//b", "/./", "/a/.", "a/..", "..", ".x", "a--b", "/a/.b", "a b", "a%2f",
+        ] {
+            assert!(!stable(v.as_bytes()), "{v:?} taken as stable");
+        }
+        let mut samples: Vec<Vec<u8>> = [
+            "/news/2024/list-1.html",
+            "www.bench.gov.cn:8443",
+            "/A-b/C.d/",
+            "-",
+            "a:b",
+            "/",
+            "a/",
+            "/政务公开/通知.html",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        // Plain values with separators scattered through them, kept when stable.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for v in super::super::operator::plain_samples(&[], 7, 6000) {
+            let mut w = Vec::with_capacity(v.len() * 2);
+            for b in v {
+                // Runs of separators too, so that `..`, `//` and the like come up.
+                loop {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if seed % 3 != 0 {
+                        break;
+                    }
+                    w.push(b"/.-:"[(seed >> 8) as usize % 4]);
+                }
+                w.push(b);
+            }
+            if stable(&w) {
+                samples.push(w);
+            }
+        }
+        assert!(
+            samples.len() > 1000,
+            "only {} stable samples",
+            samples.len()
+        );
+        for v in &samples {
+            assert!(stable(v), "{:?}", String::from_utf8_lossy(v));
+        }
+        for (t, _) in super::TRANSFORM_NAMES {
+            if !t.keeps_plain() {
+                continue;
+            }
+            for v in &samples {
+                let out = t.apply(v);
+                if t.identity_on_plain() {
+                    assert_eq!(&out[..], &v[..], "{} changed stable value", t.name());
+                }
+                assert!(
+                    out.eq_ignore_ascii_case(v) && stable(&out),
+                    "{} changed stable value {:?} into {:?}",
+                    t.name(),
+                    String::from_utf8_lossy(v),
+                    String::from_utf8_lossy(&out)
+                );
+            }
+        }
+    }
+
     use super::*;
 
     fn t(tr: Transform, input: &str) -> String {

@@ -547,6 +547,57 @@ argument = "sleepy(?:head|time)"
     assert_eq!(hits, vec![(21, "ARGS:w")]);
 }
 
+/// Stable values (paths, host names) are judged by the prefilter on the raw value: a rule
+/// whose literal is there, in any ASCII case, still runs and matches; one whose literal is
+/// not there does not.
+#[test]
+fn stable_values_still_match_through_the_raw_prefilter() {
+    let e = Engine::from_files(&[write_ruleset(
+        "stable",
+        r#"
+name = "stable"
+[[rule]]
+id = 30
+msg = "console path"
+severity = "critical"
+phase = "request_headers"
+targets = ["REQUEST_FILENAME"]
+transformations = ["urlDecodeUni", "normalizePath", "lowercase"]
+operator = "rx"
+argument = '/admin-console/[a-z]+\.jsp$'
+[[rule]]
+id = 31
+msg = "host"
+severity = "critical"
+phase = "request_headers"
+targets = ["REQUEST_HEADERS:Host"]
+transformations = ["lowercase", "removeComments"]
+operator = "contains"
+argument = "internal.example"
+"#,
+    )])
+    .expect("loads");
+    let p = policy(&e, |_| {});
+    let ids = |uri: &str, host: &str| -> Vec<u32> {
+        let raw = format!("GET {uri} HTTP/1.1\nHost: {host}");
+        let req = OwnedRequest::parse_raw(&raw).expect("parses");
+        req.evaluate(&e, &p).matches.iter().map(|m| m.id).collect()
+    };
+    assert_eq!(
+        ids("/Admin-Console/Login.JSP", "www.example.gov.cn"),
+        vec![30]
+    );
+    assert_eq!(
+        ids("/admin-console/x.jsp", "Internal.Example:8080"),
+        vec![30, 31]
+    );
+    assert!(ids("/admin/console.jsp", "www.example.gov.cn").is_empty());
+    // Not stable (an escape, a `.` segment): the transformations run before the prefilter.
+    assert_eq!(ids("/admin%2Dconsole/x.jsp", "a"), vec![30]);
+    assert_eq!(ids("/admin-console/./x.jsp", "a"), vec![30]);
+    assert!(ids("/news/2024/list-1.html", "internal.example.org").len() == 1);
+}
+
 /// The engine skips plain values for operators marked `plain_impossible`: no shipped rule
 /// (nor CRS rule, when ../shared/crs is present) so marked matches a plain value.
 #[test]
