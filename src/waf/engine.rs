@@ -66,6 +66,10 @@ pub struct Engine {
     prefilters: [Option<Prefilter>; 2],
     /// Per rule: resolved `skip_after` (index of the rule after which to resume).
     skip_after: Vec<Option<usize>>,
+    /// Per rule: its distinct variables when the rule can be ruled out from them as wholes
+    /// (see [`TxState::rule_cannot_match`]): every target a decoded request variable, not
+    /// counted, no `multiMatch`, transformations that keep plain values plain.
+    rule_item_vars: Vec<Option<Box<[Variable]>>>,
     phase_rules: [Vec<usize>; 4],
     files: Vec<PathBuf>,
 }
@@ -146,7 +150,7 @@ impl Engine {
             .iter()
             .map(|c| c.iter().all(|t| t.identity_on_plain()))
             .collect();
-        let chain_keeps_plain = chains
+        let chain_keeps_plain: Vec<bool> = chains
             .iter()
             .map(|c| c.iter().all(|t| t.keeps_plain()))
             .collect();
@@ -179,6 +183,22 @@ impl Engine {
             };
             skip_after.push(resolved);
         }
+        let rule_item_vars = rules
+            .iter()
+            .map(|r| {
+                let t = &r.targets.targets;
+                let eligible = !t.is_empty()
+                    && !r.actions.multi_match
+                    && chain_keeps_plain[r.chain_id]
+                    && t.iter().all(|t| !t.count && is_item_variable(t.variable));
+                eligible.then(|| {
+                    let mut vars: Vec<Variable> = t.iter().map(|t| t.variable).collect();
+                    vars.sort();
+                    vars.dedup();
+                    vars.into_boxed_slice()
+                })
+            })
+            .collect();
         let mut phase_rules: [Vec<usize>; 4] = Default::default();
         for (i, r) in rules.iter().enumerate() {
             phase_rules[r.phase as usize - 1].push(i);
@@ -193,6 +213,7 @@ impl Engine {
             chain_identity_on_plain,
             prefilters,
             skip_after,
+            rule_item_vars,
             phase_rules,
             files,
         })
@@ -440,6 +461,36 @@ fn is_item_variable(v: Variable) -> bool {
     )
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set by tests that compare the shortcuts with the evaluation they stand for.
+    static SHORTCUTS_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this thread with every evaluation shortcut off: no prefilter, no skipping of
+/// plain or stable values, every transformation computed. Results must not change.
+#[cfg(test)]
+pub(crate) fn without_shortcuts<R>(f: impl FnOnce() -> R) -> R {
+    SHORTCUTS_OFF.with(|s| s.set(true));
+    let r = f();
+    SHORTCUTS_OFF.with(|s| s.set(false));
+    r
+}
+
+/// Whether the evaluation shortcuts (prefilter, plain and stable values) run: always, but in
+/// tests under [`without_shortcuts`].
+#[inline(always)]
+fn shortcuts() -> bool {
+    #[cfg(test)]
+    {
+        !SHORTCUTS_OFF.with(|s| s.get())
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
+
 /// A plain value holds only ASCII letters, digits, `_` and non-ASCII bytes other than 0xA0
 /// (decoded CJK text and ordinary words): no transformation that [`Transform::keeps_plain`]
 /// changes it beyond ASCII case. Most benign argument values are plain.
@@ -507,6 +558,22 @@ struct Split {
     /// OR of the prefilter candidates of the plain members (computed on first use).
     plain_cands: Vec<u64>,
     cands_len: usize,
+}
+
+/// A request variable's members taken as a whole, for ruling rules out without visiting
+/// them (see [`TxState::rule_cannot_match`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct VarState {
+    /// Item count + 1 when computed (0 = never): any decoded or replaced value changes it.
+    stamp: usize,
+    /// Prefilter side `cands` comes from.
+    side: u8,
+    members: usize,
+    /// Every member is plain.
+    all_plain: bool,
+    /// Every member is stable and this is the slot (into `cache.cands`) of the OR of their
+    /// raw values' prefilter candidates; 0 = unknown.
+    cands: u32,
 }
 
 /// Where a transformed value's bytes live in the transaction.
@@ -593,6 +660,8 @@ struct TxState {
     cache: Cache,
     /// Per variable (by index), see [`Split`]; empty until first needed.
     splits: Vec<Split>,
+    /// Per variable (by index), see [`VarState`]; empty until first needed.
+    var_states: Vec<VarState>,
     /// TX variables. A randomly seeded, fast hasher: CRS sets and reads dozens of them per
     /// request (SipHash took a tenth of a clean GET), and the seed keeps keys derived from
     /// request names from being chosen to collide.
@@ -648,6 +717,7 @@ impl TxState {
             client_ip: req.client_ip,
             cache: Cache::with_capacity(engine.nodes.len()),
             splits: Vec::new(),
+            var_states: Vec::new(),
             // The site's CRS settings (empty for native-only policies: no allocation).
             // TX names are lowercase (CrsSettings::tx_seed, setvar): targets look them up so.
             tx: policy.tx_seed.iter().cloned().collect(),
@@ -803,6 +873,9 @@ impl TxState {
                 continue;
             }
             let rule = &engine.rules[ri];
+            if self.rule_cannot_match(cx, ri, rule) {
+                continue;
+            }
             let Some(hits) = self.eval_rule(cx, ri, rule, &[]) else {
                 continue;
             };
@@ -1031,7 +1104,8 @@ impl TxState {
         let engine = cx.engine;
         let skip_plain = match &engine.prefilters[self.cache.cands_side as usize] {
             Some(pf)
-                if !rule.actions.multi_match
+                if shortcuts()
+                    && !rule.actions.multi_match
                     && engine.chain_keeps_plain[rule.chain_id]
                     && pf.filtered.get(ri).copied().unwrap_or(false)
                     && std::ptr::eq(rule, &engine.rules[ri]) =>
@@ -1042,7 +1116,8 @@ impl TxState {
         };
         // The operator cannot match a plain value, and the transformations leave plain
         // values plain: plain members are skipped outright.
-        let never_plain = rule.operator.plain_impossible
+        let never_plain = shortcuts()
+            && rule.operator.plain_impossible
             && !rule.actions.multi_match
             && engine.chain_keeps_plain[rule.chain_id];
         self.grow_cache();
@@ -1209,6 +1284,106 @@ impl TxState {
         self.cache.cands_side = side;
     }
 
+    /// Whether chain head `ri` has no hit to find, decided from its variables as wholes
+    /// (most rules, for an ordinary request): each is empty, or holds only plain members
+    /// and the operator cannot match a plain value, or holds only stable members and none
+    /// of their raw values holds one of the rule's prefilter literals. These are
+    /// [`Self::eval_rule`]'s own per-member shortcuts (the transformations keep such values
+    /// as they are up to ASCII case), taken once per variable instead of once per rule and
+    /// member; a variable they do not settle sends the rule to `eval_rule`.
+    fn rule_cannot_match(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule) -> bool {
+        let engine = cx.engine;
+        let Some(vars) = &engine.rule_item_vars[ri] else {
+            return false;
+        };
+        if !shortcuts() {
+            return false;
+        }
+        let side = &engine.prefilters[self.cache.cands_side as usize];
+        let filtered = side
+            .as_ref()
+            .is_some_and(|pf| pf.filtered.get(ri).copied().unwrap_or(false));
+        let never_plain = rule.operator.plain_impossible;
+        if !filtered && !never_plain {
+            return false;
+        }
+        self.grow_cache();
+        for &var in vars.iter() {
+            let st = self.var_state(side.as_ref(), engine.rules.len(), var);
+            let settled = st.members == 0
+                || (never_plain && st.all_plain)
+                || (filtered
+                    && st.cands != 0
+                    && self.cache.cands[st.cands as usize - 1]
+                        .get(ri / 64)
+                        .is_some_and(|w| w & (1 << (ri % 64)) == 0));
+            if !settled {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The [`VarState`] of `var`, brought up to date with the values decoded so far.
+    #[inline]
+    fn var_state(&mut self, pf: Option<&Prefilter>, rules: usize, var: Variable) -> VarState {
+        let stamp = self.vars.items.len() + 1;
+        match self.var_states.get(var.index()) {
+            Some(st) if st.stamp == stamp && st.side == self.cache.cands_side => *st,
+            _ => self.update_var_state(pf, rules, var, stamp),
+        }
+    }
+
+    #[inline(never)]
+    fn update_var_state(
+        &mut self,
+        pf: Option<&Prefilter>,
+        rules: usize,
+        var: Variable,
+        stamp: usize,
+    ) -> VarState {
+        let n = self.vars.ids(var).len();
+        let mut st = VarState {
+            stamp,
+            side: self.cache.cands_side,
+            members: n,
+            all_plain: true,
+            cands: 0,
+        };
+        let mut all_stable = true;
+        for k in 0..n {
+            match self.item_class(self.vars.ids(var)[k]) {
+                PLAIN => {}
+                STABLE => st.all_plain = false,
+                _ => {
+                    st.all_plain = false;
+                    all_stable = false;
+                    break;
+                }
+            }
+        }
+        if let (true, Some(pf), true) = (all_stable, pf, n > 0) {
+            st.cands = self.cands_slot(pf, rules, self.vars.ids(var)[0], Src::Raw);
+            if n > 1 {
+                let mut union = self.cache.cands[st.cands as usize - 1].clone();
+                for k in 1..n {
+                    let slot = self.cands_slot(pf, rules, self.vars.ids(var)[k], Src::Raw);
+                    for (w, c) in union.iter_mut().zip(&self.cache.cands[slot as usize - 1]) {
+                        *w |= c;
+                    }
+                }
+                self.cache.cands.push(union);
+                st.cands = self.cache.cands.len() as u32;
+            }
+        }
+        let vi = var.index();
+        if self.var_states.len() <= vi {
+            self.var_states.resize(vi + 1, VarState::default());
+        }
+        self.var_states[vi] = st;
+        st
+    }
+
     /// Whether item `id` is plain (computed once per item).
     fn item_plain(&mut self, id: u32) -> bool {
         self.item_class(id) == PLAIN
@@ -1219,12 +1394,19 @@ impl TxState {
         self.item_class(id) != UNSTABLE
     }
 
+    #[inline]
     fn item_class(&mut self, id: u32) -> u8 {
-        let i = id as usize;
-        if self.cache.plain[i] == 0 {
-            self.cache.plain[i] = value_class(self.raw(id));
+        match self.cache.plain[id as usize] {
+            0 => self.compute_item_class(id),
+            c => c,
         }
-        self.cache.plain[i]
+    }
+
+    #[inline(never)]
+    fn compute_item_class(&mut self, id: u32) -> u8 {
+        let c = value_class(self.raw(id));
+        self.cache.plain[id as usize] = c;
+        c
     }
 
     /// The members of `var` split by plainness (and, with `pf`, the plain members'
@@ -1373,7 +1555,11 @@ impl TxState {
         }
         // A plain value stays plain along a plain-keeping path, and an identity-on-plain
         // transformation returns it unchanged: no need to scan it.
-        if t.identity_on_plain() && cx.engine.node_keeps_plain[k as usize] && self.item_stable(id) {
+        if t.identity_on_plain()
+            && cx.engine.node_keeps_plain[k as usize]
+            && shortcuts()
+            && self.item_stable(id)
+        {
             self.cache.slots[slot] = 1;
             return;
         }
@@ -1447,7 +1633,7 @@ impl TxState {
         // The prefilter knows the literals of rule heads only, not of chained links.
         let is_head = std::ptr::eq(rule, &engine.rules[ri]);
         let filtered = match &engine.prefilters[self.cache.cands_side as usize] {
-            Some(pf) if is_head && !rule.actions.multi_match => {
+            Some(pf) if is_head && !rule.actions.multi_match && shortcuts() => {
                 pf.filtered.get(ri).copied().unwrap_or(false).then_some(pf)
             }
             _ => None,
@@ -1465,7 +1651,7 @@ impl TxState {
         }
         // A plain value through an identity-on-plain chain is the raw value: nothing to
         // compute (uncomputed slots read as the raw value).
-        let identity = engine.chain_identity_on_plain[cid] && self.item_stable(id);
+        let identity = engine.chain_identity_on_plain[cid] && shortcuts() && self.item_stable(id);
         if let (Some(k), false) = (node, identity) {
             self.compute_node(cx, id, k);
         }

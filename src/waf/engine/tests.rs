@@ -598,6 +598,62 @@ argument = "internal.example"
     assert!(ids("/news/2024/list-1.html", "internal.example.org").len() == 1);
 }
 
+/// The evaluation shortcuts (literal prefilter, skipping plain and stable values, ruling out
+/// rules by whole variables, untransformed stable values) change nothing: every request of
+/// the benign and attack corpora gets the same matches, scores and action with them and
+/// without them, under the shipped rules and (when ../shared/crs is present) the CRS at
+/// paranoia 4.
+#[test]
+fn shortcuts_change_no_verdict() {
+    let mut engines = vec![("shipped", shipped())];
+    let crs = root().join("../shared/crs");
+    let _heavy = crate::memory_heavy_test();
+    if crs.join("rules").is_dir() {
+        let settings = crate::waf::seclang::crs::CrsSettings::new(4, None, None, None);
+        let e = crate::waf::seclang::crs::engine(Vec::new(), Vec::new(), &crs, &settings, &[])
+            .expect("CRS loads");
+        engines.push(("CRS", e));
+    } else {
+        println!("../shared/crs is absent: checking the shipped rules only");
+    }
+    let mut requests = Vec::new();
+    for corpus in ["benign.jsonl", "attacks.jsonl"] {
+        let path = root().join("tests/fixtures/waf").join(corpus);
+        let text = std::fs::read_to_string(&path).expect("corpus is readable");
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            requests.push(
+                OwnedRequest::from_json_line(line)
+                    .expect("corpus line parses")
+                    .0,
+            );
+        }
+    }
+    assert!(requests.len() > 1500, "{} requests", requests.len());
+    let summary = |v: &crate::waf::Verdict| {
+        let ms: Vec<(u32, String, String)> = v
+            .matches
+            .iter()
+            .map(|m| (m.id, m.target.clone(), m.value.clone()))
+            .collect();
+        (v.action, v.score, ms)
+    };
+    for (name, e) in &engines {
+        let p = policy(e, |c| c.mode = Mode::Detect);
+        let mut matched = 0;
+        for req in &requests {
+            let fast = summary(&req.evaluate(e, &p));
+            let reference = crate::waf::engine::without_shortcuts(|| summary(&req.evaluate(e, &p)));
+            assert_eq!(fast, reference, "{name}: {} {}", req.method, req.uri);
+            matched += usize::from(!fast.2.is_empty());
+        }
+        println!(
+            "{name}: {} requests, {matched} with matches",
+            requests.len()
+        );
+        assert!(matched > 500, "{name}: only {matched} requests matched");
+    }
+}
+
 /// The engine skips plain values for operators marked `plain_impossible`: no shipped rule
 /// (nor CRS rule, when ../shared/crs is present) so marked matches a plain value.
 #[test]
