@@ -509,6 +509,17 @@ pub(crate) fn is_stable_for_tests(v: &[u8]) -> bool {
     value_class(v) != UNSTABLE
 }
 
+/// [`super::operator::is_plain_byte`] as a table.
+static PLAIN_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = super::operator::is_plain_byte(b as u8);
+        b += 1;
+    }
+    t
+};
+
 /// [`value_class`]: a plain value (see [`is_plain`]).
 const PLAIN: u8 = 1;
 /// [`value_class`]: a stable value that is not plain.
@@ -525,10 +536,14 @@ const UNSTABLE: u8 = 3;
 /// Operators' [`plain_impossible`](crate::waf::operator::Operator) is about plain values
 /// only: a stable value may hold what such an operator matches.
 fn value_class(v: &[u8]) -> u8 {
+    // Plain values are the common case: one table lookup per byte.
+    if v.iter().all(|&b| PLAIN_BYTES[b as usize]) {
+        return PLAIN;
+    }
     let mut class = PLAIN;
     let mut prev = 0u8;
     for &b in v {
-        if !super::operator::is_plain_byte(b) {
+        if !PLAIN_BYTES[b as usize] {
             let breaks = match b {
                 b'.' => matches!(prev, 0 | b'/' | b'.'),
                 b'/' | b'-' => prev == b,
@@ -564,11 +579,14 @@ struct Split {
 /// them (see [`TxState::rule_cannot_match`]).
 #[derive(Debug, Default, Clone, Copy)]
 struct VarState {
-    /// Item count + 1 when computed (0 = never): any decoded or replaced value changes it.
+    /// Item count + 1 when last checked (0 = never): nothing changed since if it is the same.
     stamp: usize,
+    /// Member count and last member id + 1 when computed: members are only appended, and a
+    /// replaced value is a new member with a higher id.
+    len: usize,
+    last: u32,
     /// Prefilter side `cands` comes from.
     side: u8,
-    members: usize,
     /// Every member is plain.
     all_plain: bool,
     /// Every member is stable and this is the slot (into `cache.cands`) of the OR of their
@@ -1310,7 +1328,7 @@ impl TxState {
         self.grow_cache();
         for &var in vars.iter() {
             let st = self.var_state(side.as_ref(), engine.rules.len(), var);
-            let settled = st.members == 0
+            let settled = st.len == 0
                 || (never_plain && st.all_plain)
                 || (filtered
                     && st.cands != 0
@@ -1342,11 +1360,21 @@ impl TxState {
         var: Variable,
         stamp: usize,
     ) -> VarState {
-        let n = self.vars.ids(var).len();
+        let ids = self.vars.ids(var);
+        let (n, last) = (ids.len(), ids.last().map_or(0, |&id| id + 1));
+        let vi = var.index();
+        if let Some(st) = self.var_states.get_mut(vi) {
+            if st.len == n && st.last == last && st.side == self.cache.cands_side {
+                // Other variables grew: this one is as it was.
+                st.stamp = stamp;
+                return *st;
+            }
+        }
         let mut st = VarState {
             stamp,
+            len: n,
+            last,
             side: self.cache.cands_side,
-            members: n,
             all_plain: true,
             cands: 0,
         };
@@ -1376,7 +1404,6 @@ impl TxState {
                 st.cands = self.cache.cands.len() as u32;
             }
         }
-        let vi = var.index();
         if self.var_states.len() <= vi {
             self.var_states.resize(vi + 1, VarState::default());
         }

@@ -147,7 +147,7 @@ pub struct Operator {
 
 /// A plain byte: ASCII letter, digit or `_`, or a non-ASCII byte other than 0xA0 (decoded CJK
 /// text and ordinary words are made of these). See `Transform::keeps_plain`.
-pub fn is_plain_byte(b: u8) -> bool {
+pub const fn is_plain_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || (b >= 0x80 && b != 0xa0)
 }
 
