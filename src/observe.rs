@@ -35,23 +35,23 @@ pub fn record(state: &AppState, session: &Session, e: Option<&Error>, ctx: &mut 
             ctx.action.as_str(),
         ])
         .inc();
-    m.request_duration
-        .with_label_values(&[site])
-        .observe(elapsed);
+    let unknown;
+    let series = match &ctx.site {
+        Some(s) => s.series.get_or_init(|| m.site_series(&s.name)),
+        None => {
+            unknown = m.site_series(site);
+            &unknown
+        }
+    };
+    series.request_duration.observe(elapsed);
     if let Some(ms) = ctx.upstream_header_ms {
-        m.upstream_duration
-            .with_label_values(&[site])
-            .observe(ms / 1000.0);
+        series.upstream_duration.observe(ms / 1000.0);
     }
     if ctx.body_bytes_in > 0 {
-        m.request_bytes
-            .with_label_values(&[site])
-            .inc_by(ctx.body_bytes_in);
+        series.request_bytes.inc_by(ctx.body_bytes_in);
     }
     if bytes_sent > 0 {
-        m.response_bytes
-            .with_label_values(&[site])
-            .inc_by(bytes_sent);
+        series.response_bytes.inc_by(bytes_sent);
     }
     if !state.access_log.is_on() {
         return;

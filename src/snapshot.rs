@@ -260,6 +260,8 @@ pub struct Site {
     /// The site's engine when it runs CRS (native rules plus CRS, shared by every site with
     /// the same CRS directory and exclusion files); `None`: the snapshot's native engine.
     pub waf_engine: Option<Arc<crate::waf::Engine>>,
+    /// This site's metric series, looked up on its first request.
+    pub series: std::sync::OnceLock<crate::metrics::SiteSeries>,
 }
 
 impl Site {

@@ -992,6 +992,7 @@ fn compile_site(
         // Replaced by the compiled policy once the engine is known (see load_all).
         waf: Arc::new(crate::waf::SitePolicy::off()),
         waf_engine: None,
+        series: std::sync::OnceLock::new(),
         tls,
         name,
         file: sf.path.clone(),

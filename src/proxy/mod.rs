@@ -877,7 +877,10 @@ impl ProxyHttp for EgretProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let client = match ctx.client_ip {
-            Some(ip) => http::HeaderValue::from_str(&ip.to_string()).unwrap_or(EMPTY_VALUE),
+            Some(ip) => {
+                http::HeaderValue::from_maybe_shared(Bytes::from(crate::waf::request::ip_text(ip)))
+                    .unwrap_or(EMPTY_VALUE)
+            }
             None => EMPTY_VALUE,
         };
         let xff = match (
