@@ -217,10 +217,7 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
     }
-}
 
-/// `"2xx"` etc. for a status code; `"none"` when nothing was sent.
-impl Metrics {
     /// The series of `site` in the families labelled by site alone.
     pub fn site_series(&self, site: &str) -> SiteSeries {
         SiteSeries {
@@ -232,6 +229,7 @@ impl Metrics {
     }
 }
 
+/// `"2xx"` etc. for a status code; `"none"` when nothing was sent.
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",

@@ -53,13 +53,14 @@ pub struct Engine {
     nodes: Vec<(Option<u32>, Transform)>,
     /// Chain id -> its last trie node (`None` for the empty chain).
     chain_nodes: Vec<Option<u32>>,
-    /// Per chain: every transformation leaves a plain value (see [`is_plain`]) unchanged up to
-    /// ASCII case, so the literal prefilter can run on the raw value.
+    /// Per chain: every transformation leaves a plain or stable value (see [`value_class`])
+    /// unchanged up to ASCII case, so the literal prefilter can run on the raw value.
     chain_keeps_plain: Vec<bool>,
-    /// Per trie node: every transformation from the root to it keeps plain values plain.
+    /// Per trie node: every transformation from the root to it keeps plain and stable values
+    /// as they are up to ASCII case.
     node_keeps_plain: Vec<bool>,
-    /// Per chain: every transformation returns a plain value as it is (the operator can run
-    /// on the raw bytes of a plain value).
+    /// Per chain: every transformation returns a plain or stable value as it is (the operator
+    /// can run on the raw bytes of such a value).
     chain_identity_on_plain: Vec<bool>,
     /// Literal prefilters: `[request phases, response phases]` (see [`prefilter_side`]). A
     /// response body is scanned only for the literals of response rules.
@@ -67,8 +68,9 @@ pub struct Engine {
     /// Per rule: resolved `skip_after` (index of the rule after which to resume).
     skip_after: Vec<Option<usize>>,
     /// Per rule: its distinct variables when the rule can be ruled out from them as wholes
-    /// (see [`TxState::rule_cannot_match`]): every target a decoded request variable, not
-    /// counted, no `multiMatch`, transformations that keep plain values plain.
+    /// (see [`TxState::rule_cannot_match`]): every target a decoded variable (request or
+    /// response; not TX or MATCHED_*), not counted, no `multiMatch`, transformations that
+    /// keep plain values plain.
     rule_item_vars: Vec<Option<Box<[Variable]>>>,
     phase_rules: [Vec<usize>; 4],
     files: Vec<PathBuf>,
@@ -427,7 +429,7 @@ struct Cache {
     /// Scratch buffer: a value lowercased for a case-sensitive prefilter.
     lower: Vec<u8>,
     /// Per item: 0 = not known, else its [`value_class`].
-    plain: Vec<u8>,
+    class: Vec<u8>,
 }
 
 impl Cache {
@@ -509,6 +511,11 @@ pub(crate) fn is_stable_for_tests(v: &[u8]) -> bool {
     value_class(v) != UNSTABLE
 }
 
+/// Whether bit `i` of a bitset is set.
+fn has_bit(set: &[u64], i: usize) -> bool {
+    set.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
 /// [`super::operator::is_plain_byte`] as a table.
 static PLAIN_BYTES: [bool; 256] = {
     let mut t = [false; 256];
@@ -520,7 +527,7 @@ static PLAIN_BYTES: [bool; 256] = {
     t
 };
 
-/// [`value_class`]: a plain value (see [`is_plain`]).
+/// [`value_class`]: a plain value.
 const PLAIN: u8 = 1;
 /// [`value_class`]: a stable value that is not plain.
 const STABLE: u8 = 2;
@@ -531,8 +538,8 @@ const UNSTABLE: u8 = 3;
 /// `/`, `.`, `-`, `:`, with no `//`, `/.`, `..` or `--` and no leading `.`: paths, file and
 /// host names such as `/news/2024/list-1.html` or `www.example.gov.cn:8443`. Like a plain
 /// value, no transformation that [`Transform::keeps_plain`] changes it beyond ASCII case
-/// (there is nothing to decode, no comment or whitespace, and no `.`/`..` segment or empty
-/// segment for the path normalisations), so the prefilter on the raw value decides for it.
+/// (there is nothing to decode, no comment or whitespace, and no `.`/`..` segment or `//` for
+/// the path normalisations), so the prefilter on the raw value decides for it.
 /// Operators' [`plain_impossible`](crate::waf::operator::Operator) is about plain values
 /// only: a stable value may hold what such an operator matches.
 fn value_class(v: &[u8]) -> u8 {
@@ -585,8 +592,6 @@ struct VarState {
     /// replaced value is a new member with a higher id.
     len: usize,
     last: u32,
-    /// Prefilter side `cands` comes from.
-    side: u8,
     /// Every member is plain.
     all_plain: bool,
     /// Every member is stable and this is the slot (into `cache.cands`) of the OR of their
@@ -1158,8 +1163,7 @@ impl TxState {
                         || skip_plain.is_some_and(|pf| {
                             // No plain members: no candidates at all.
                             let s = self.split(Some(pf), engine.rules.len(), var);
-                            let w = s.plain_cands.get(ri / 64).copied().unwrap_or(0);
-                            w & (1 << (ri % 64)) == 0
+                            !has_bit(&s.plain_cands, ri)
                         }));
                 let n = if only_non_plain {
                     self.split(None, engine.rules.len(), var).non_plain.len()
@@ -1178,8 +1182,7 @@ impl TxState {
                     if let Some(pf) = skip_plain {
                         if self.item_stable(id) {
                             let slot = self.cands_slot(pf, engine.rules.len(), id, Src::Raw);
-                            if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0
-                            {
+                            if !self.is_cand(slot, ri) {
                                 continue;
                             }
                         }
@@ -1275,7 +1278,7 @@ impl TxState {
     /// for every rule target: the check is inlined, the growth is not.
     #[inline(always)]
     fn grow_cache(&mut self) {
-        if self.cache.plain.len() < self.vars.items.len() {
+        if self.cache.class.len() < self.vars.items.len() {
             self.grow_cache_to();
         }
     }
@@ -1287,7 +1290,7 @@ impl TxState {
         self.cache.row.resize(items, 0);
         self.cache.memo_raw.resize(items, 0);
         self.cache.raw_cands.resize(items, 0);
-        self.cache.plain.resize(items, 0);
+        self.cache.class.resize(items, 0);
     }
 
     /// Forgets the prefilter candidates: they were computed with the other side's prefilter.
@@ -1299,6 +1302,8 @@ impl TxState {
         for s in &mut self.splits {
             s.cands_len = usize::MAX;
         }
+        // Their candidate slots pointed into the cleared `cands`.
+        self.var_states.clear();
         self.cache.cands_side = side;
     }
 
@@ -1330,11 +1335,7 @@ impl TxState {
             let st = self.var_state(side.as_ref(), engine.rules.len(), var);
             let settled = st.len == 0
                 || (never_plain && st.all_plain)
-                || (filtered
-                    && st.cands != 0
-                    && self.cache.cands[st.cands as usize - 1]
-                        .get(ri / 64)
-                        .is_some_and(|w| w & (1 << (ri % 64)) == 0));
+                || (filtered && st.cands != 0 && !self.is_cand(st.cands, ri));
             if !settled {
                 return false;
             }
@@ -1347,7 +1348,7 @@ impl TxState {
     fn var_state(&mut self, pf: Option<&Prefilter>, rules: usize, var: Variable) -> VarState {
         let stamp = self.vars.items.len() + 1;
         match self.var_states.get(var.index()) {
-            Some(st) if st.stamp == stamp && st.side == self.cache.cands_side => *st,
+            Some(st) if st.stamp == stamp => *st,
             _ => self.update_var_state(pf, rules, var, stamp),
         }
     }
@@ -1364,7 +1365,7 @@ impl TxState {
         let (n, last) = (ids.len(), ids.last().map_or(0, |&id| id + 1));
         let vi = var.index();
         if let Some(st) = self.var_states.get_mut(vi) {
-            if st.len == n && st.last == last && st.side == self.cache.cands_side {
+            if st.len == n && st.last == last {
                 // Other variables grew: this one is as it was.
                 st.stamp = stamp;
                 return *st;
@@ -1374,7 +1375,6 @@ impl TxState {
             stamp,
             len: n,
             last,
-            side: self.cache.cands_side,
             all_plain: true,
             cands: 0,
         };
@@ -1423,7 +1423,7 @@ impl TxState {
 
     #[inline]
     fn item_class(&mut self, id: u32) -> u8 {
-        match self.cache.plain[id as usize] {
+        match self.cache.class[id as usize] {
             0 => self.compute_item_class(id),
             c => c,
         }
@@ -1432,7 +1432,7 @@ impl TxState {
     #[inline(never)]
     fn compute_item_class(&mut self, id: u32) -> u8 {
         let c = value_class(self.raw(id));
-        self.cache.plain[id as usize] = c;
+        self.cache.class[id as usize] = c;
         c
     }
 
@@ -1489,6 +1489,11 @@ impl TxState {
             }
         }
         self.splits[vi] = split;
+    }
+
+    /// Whether rule `ri` is among the prefilter candidates in `slot` (of [`Self::cands_slot`]).
+    fn is_cand(&self, slot: u32, ri: usize) -> bool {
+        has_bit(&self.cache.cands[slot as usize - 1], ri)
     }
 
     /// Prefilter candidates (slot into `cache.cands`) of a byte string, computed once.
@@ -1580,7 +1585,7 @@ impl TxState {
         if let Some(p) = parent {
             self.compute_node(cx, id, p);
         }
-        // A plain value stays plain along a plain-keeping path, and an identity-on-plain
+        // A plain (or stable) value stays so along a plain-keeping path, and an identity-on-plain
         // transformation returns it unchanged: no need to scan it.
         if t.identity_on_plain()
             && cx.engine.node_keeps_plain[k as usize]
@@ -1671,12 +1676,12 @@ impl TxState {
         if let Some(pf) = filtered {
             if engine.chain_keeps_plain[cid] && self.item_stable(id) {
                 let slot = self.cands_slot(pf, engine.rules.len(), id, Src::Raw);
-                if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0 {
+                if !self.is_cand(slot, ri) {
                     return None;
                 }
             }
         }
-        // A plain value through an identity-on-plain chain is the raw value: nothing to
+        // A plain or stable value through an identity-on-plain chain is the raw value: nothing to
         // compute (uncomputed slots read as the raw value).
         let identity = engine.chain_identity_on_plain[cid] && shortcuts() && self.item_stable(id);
         if let (Some(k), false) = (node, identity) {
@@ -1689,7 +1694,7 @@ impl TxState {
             // The prefilter is ASCII case-insensitive: a lowercased copy scans the same.
             let src = self.case_root(self.source(cx, id, node));
             let slot = self.cands_slot(pf, engine.rules.len(), id, src);
-            if self.cache.cands[slot as usize - 1][ri / 64] & (1 << (ri % 64)) == 0 {
+            if !self.is_cand(slot, ri) {
                 return None;
             }
         }

@@ -51,8 +51,9 @@ impl Transform {
     }
 
     /// Whether this transformation leaves a plain value (ASCII letters, digits, `_`, and
-    /// non-ASCII bytes other than 0xA0) unchanged up to ASCII case. The engine's prefilter
-    /// fast path relies on it: keep it `false` for anything that rewrites such bytes.
+    /// non-ASCII bytes other than 0xA0) unchanged up to ASCII case, and a stable value too
+    /// (plain bytes and `/ . - :`, see `engine::value_class`). The engine's prefilter fast
+    /// path relies on it: keep it `false` for anything that rewrites such bytes or sequences.
     pub fn keeps_plain(self) -> bool {
         use Transform::*;
         match self {
