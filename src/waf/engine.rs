@@ -741,9 +741,13 @@ impl TxState {
             cache: Cache::with_capacity(engine.nodes.len()),
             splits: Vec::new(),
             var_states: Vec::new(),
-            // The site's CRS settings (empty for native-only policies: no allocation).
-            // TX names are lowercase (CrsSettings::tx_seed, setvar): targets look them up so.
-            tx: policy.tx_seed.iter().cloned().collect(),
+            // The site's CRS settings and what its request-independent rules make of them
+            // (see `fold`); empty for native-only policies: no allocation. TX names are
+            // lowercase (CrsSettings::tx_seed, setvar): targets look them up so.
+            tx: match policy.folded.as_deref() {
+                Some(f) if shortcuts() => f.tx.clone(),
+                _ => policy.tx_seed.iter().cloned().collect(),
+            },
             disabled,
             removals,
             inbound: 0,
@@ -880,6 +884,11 @@ impl TxState {
         if self.cache.cands_side != side {
             self.reset_cands(side);
         }
+        // Rules whose outcome the policy settled for every request (see [`fold`]).
+        let fixed: &[fold::Fixed] = match cx.policy.folded.as_deref() {
+            Some(f) if shortcuts() => &f.fixed,
+            _ => &[],
+        };
         let list = &engine.phase_rules[phase as usize - 1];
         let mut pos = 0;
         let mut resume_after: Option<usize> = None;
@@ -896,46 +905,70 @@ impl TxState {
                 continue;
             }
             let rule = &engine.rules[ri];
-            if self.rule_cannot_match(cx, ri, rule) {
-                continue;
-            }
-            let Some(hits) = self.eval_rule(cx, ri, rule, &[]) else {
-                continue;
+            let matched = match fixed
+                .get(ri)
+                .map(|f| f.skips(self.removals.of(ri).is_empty()))
+            {
+                Some(Some(skips)) => skips,
+                _ => !self.rule_cannot_match(cx, ri, rule) && self.eval_chain(cx, ri, rule),
             };
-            // As in ModSecurity, each link's non-disruptive actions (capture, setvar, ctl) run
-            // once per matched value as soon as that link matches, so later links see them;
-            // scoring setvars sit on the last link and so apply only when the whole chain
-            // matches.
-            self.on_match(cx, rule, rule, &hits);
-            // Chained links: each sees the previous link's hits as MATCHED_VAR(S).
-            let mut all_hits = vec![hits];
-            let mut link = rule.chain.as_deref();
-            let mut chain_ok = true;
-            while let Some(l) = link {
-                let prev = all_hits.last().map(Vec::as_slice).unwrap_or(&[]);
-                match self.eval_rule(cx, ri, l, prev) {
-                    Some(h) => {
-                        self.on_match(cx, rule, l, &h);
-                        all_hits.push(h);
-                    }
-                    None => {
-                        chain_ok = false;
-                        break;
-                    }
-                }
-                link = l.chain.as_deref();
-            }
-            if !chain_ok {
-                continue;
-            }
-            self.apply_actions(cx, rule, &all_hits);
-            if rule.actions.skip > 0 {
+            if matched {
                 pos += rule.actions.skip as usize;
-            }
-            if let Some(t) = engine.skip_after[ri] {
-                resume_after = Some(t);
+                if let Some(t) = engine.skip_after[ri] {
+                    resume_after = Some(t);
+                }
             }
         }
+    }
+
+    /// Whether chain head `ri` and its links all match, without running any action (for
+    /// chains whose links set nothing, see [`fold`]).
+    fn chain_matches(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule) -> bool {
+        if self.rule_cannot_match(cx, ri, rule) {
+            return false;
+        }
+        let Some(mut prev) = self.eval_rule(cx, ri, rule, &[]) else {
+            return false;
+        };
+        let mut link = rule.chain.as_deref();
+        while let Some(l) = link {
+            match self.eval_rule(cx, ri, l, &prev) {
+                Some(h) => prev = h,
+                None => return false,
+            }
+            link = l.chain.as_deref();
+        }
+        true
+    }
+
+    /// Evaluates chain head `ri` and its links; when the whole chain matches, applies its
+    /// actions and returns true. (The caller has tried [`Self::rule_cannot_match`].)
+    #[inline(always)]
+    fn eval_chain(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule) -> bool {
+        let Some(hits) = self.eval_rule(cx, ri, rule, &[]) else {
+            return false;
+        };
+        // As in ModSecurity, each link's non-disruptive actions (capture, setvar, ctl) run
+        // once per matched value as soon as that link matches, so later links see them;
+        // scoring setvars sit on the last link and so apply only when the whole chain
+        // matches.
+        self.on_match(cx, rule, rule, &hits);
+        // Chained links: each sees the previous link's hits as MATCHED_VAR(S).
+        let mut all_hits = vec![hits];
+        let mut link = rule.chain.as_deref();
+        while let Some(l) = link {
+            let prev = all_hits.last().map(Vec::as_slice).unwrap_or(&[]);
+            match self.eval_rule(cx, ri, l, prev) {
+                Some(h) => {
+                    self.on_match(cx, rule, l, &h);
+                    all_hits.push(h);
+                }
+                None => return false,
+            }
+            link = l.chain.as_deref();
+        }
+        self.apply_actions(cx, rule, &all_hits);
+        true
     }
 
     /// The setvar and ctl actions of one matched rule or chain link (`head` names the rule
@@ -1302,8 +1335,10 @@ impl TxState {
         for s in &mut self.splits {
             s.cands_len = usize::MAX;
         }
-        // Their candidate slots pointed into the cleared `cands`.
-        self.var_states.clear();
+        // Their candidate slots pointed into the cleared `cands`: recompute them all.
+        for st in &mut self.var_states {
+            *st = VarState::default();
+        }
         self.cache.cands_side = side;
     }
 
@@ -1946,5 +1981,6 @@ impl<E: Deref<Target = Engine>, P: Deref<Target = SitePolicy>> Transaction<E, P>
     }
 }
 
+pub(crate) mod fold;
 #[cfg(test)]
 mod tests;

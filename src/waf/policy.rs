@@ -132,6 +132,8 @@ pub struct SitePolicy {
     pub(crate) disabled: Vec<bool>,
     /// TX variables every transaction starts with (the site's CRS settings).
     pub(crate) tx_seed: Vec<(String, Vec<u8>)>,
+    /// What the policy settles before any request (see `engine::fold`).
+    pub(crate) folded: Option<std::sync::Arc<crate::waf::engine::fold::Folded>>,
 }
 
 impl SitePolicy {
@@ -150,6 +152,7 @@ impl SitePolicy {
             exclusions: Vec::new(),
             disabled: Vec::new(),
             tx_seed: Vec::new(),
+            folded: None,
         }
     }
 
@@ -171,6 +174,7 @@ impl SitePolicy {
                 exclusions: Vec::new(),
                 disabled: vec![false; engine.rules().len()],
                 tx_seed: Vec::new(),
+                folded: None,
             },
         }
     }
@@ -311,7 +315,7 @@ impl SitePolicyConfig {
                 .zip(&disabled)
                 .any(|(r, off)| !off && r.phase == phase)
         };
-        Ok(SitePolicy {
+        let mut policy = SitePolicy {
             inspect_response_headers: enabled_in(Phase::ResponseHeaders),
             inspect_response_body: self.inspect_response_body && enabled_in(Phase::ResponseBody),
             response_body_limit: self.response_body_limit,
@@ -324,6 +328,9 @@ impl SitePolicyConfig {
             exclusions,
             disabled,
             tx_seed: crs.map(|c| c.settings.tx_seed()).unwrap_or_default(),
-        })
+            folded: None,
+        };
+        policy.folded = crate::waf::engine::fold::fold(engine, &policy).map(std::sync::Arc::new);
+        Ok(policy)
     }
 }

@@ -70,7 +70,9 @@ impl Default for Vars {
     fn default() -> Self {
         Vars {
             items: Vec::new(),
-            coll: vec![SmallVec::new(); VARIABLE_COUNT],
+            coll: std::iter::repeat_with(SmallVec::new)
+                .take(VARIABLE_COUNT)
+                .collect(),
         }
     }
 }

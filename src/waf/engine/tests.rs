@@ -958,3 +958,113 @@ fn unique_id_is_sixteen_hex_digits() {
         assert_eq!(super::unique_id(n), format!("{n:016x}").into_bytes());
     }
 }
+
+/// CRS's initialisation rules and paranoia fences are settled once per policy: the
+/// request-independent rules of phase 1 are applied at compile time (also past the Chinese
+/// profile's request-dependent editor exclusions) and the fences' outcomes are fixed.
+#[test]
+fn crs_request_independent_rules_are_folded() {
+    use super::fold::Fixed;
+    let crs = root().join("../shared/crs");
+    if !crs.join("rules").is_dir() {
+        println!("../shared/crs is absent: nothing to fold");
+        return;
+    }
+    let _heavy = crate::memory_heavy_test();
+    let settings = crate::waf::seclang::crs::CrsSettings::new(1, None, None, None);
+    let profile: Vec<PathBuf> = ["cn-exclusions.conf", "cn-editor-exclusions.conf"]
+        .iter()
+        .map(|f| root().join("rulesets/crs").join(f))
+        .collect();
+    let e = crate::waf::seclang::crs::engine(Vec::new(), Vec::new(), &crs, &settings, &profile)
+        .expect("CRS loads");
+    let p = policy(&e, |_| {});
+    let f = p.folded.as_deref().expect("CRS policy folds");
+    let applied = f.count(Fixed::Applied) + f.count(Fixed::AppliedSkips);
+    println!(
+        "applied {applied} rules, tx {} vars, fixed: {} match, {} never",
+        f.tx.len(),
+        f.count(Fixed::Matches),
+        f.count(Fixed::NeverMatches)
+    );
+    assert!(applied >= 25, "{applied} rules applied");
+    let tx = |k: &str| f.tx.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+    assert_eq!(tx("detection_paranoia_level").as_deref(), Some("1"));
+    // The profile's settings, and CRS's defaults for what it leaves unset.
+    assert!(tx("allowed_methods").is_some_and(|m| m.contains("PATCH")));
+    assert_eq!(tx("inbound_anomaly_score_threshold").as_deref(), Some("5"));
+    assert!(f.count(Fixed::Matches) >= 20);
+    assert!(f.count(Fixed::NeverMatches) >= 20);
+    // The editor exclusion (request-dependent) and the anomaly scores still run per request.
+    let id = |ri: usize| e.rules()[ri].id;
+    for (ri, fx) in f.fixed.iter().enumerate() {
+        if [949110, 949111, 959100, 920170].contains(&id(ri)) {
+            assert_eq!(*fx, Fixed::Evaluate, "rule {}", id(ri));
+        }
+    }
+}
+
+/// Request-independent rules are applied at compile time only when the request-dependent
+/// rules before them cannot affect them: not when one writes what they read, or a `ctl`
+/// removes them. Verdicts are the same with and without the fold.
+#[test]
+fn folding_steps_over_only_rules_that_cannot_interfere() {
+    use super::fold::Fixed;
+    let dir = std::env::temp_dir().join(format!("egret-fold-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir is writable");
+    let file = dir.join("fold.conf");
+    std::fs::write(
+        &file,
+        r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.level=1"
+SecRule REQUEST_HEADERS:X-Level "@rx ^(\d)$" "id:2,phase:1,pass,nolog,capture,setvar:tx.level=%{tx.1}"
+SecRule TX:level "@eq 1" "id:3,phase:1,pass,nolog,setvar:tx.one=yes"
+SecRule ARGS:off "@streq 1" "id:4,phase:1,pass,nolog,ctl:ruleRemoveById=5"
+SecAction "id:5,phase:1,pass,nolog,setvar:tx.five=1"
+SecAction "id:6,phase:1,pass,nolog,setvar:tx.six=1"
+SecRule TX:six "@eq 0" "id:7,phase:1,pass,nolog,skipAfter:END"
+SecRule TX:one "@streq yes" "id:10,phase:2,deny,msg:'one'"
+SecRule TX:five "@eq 1" "id:11,phase:2,deny,msg:'five'"
+SecRule TX:six "!@eq 1" "id:12,phase:2,deny,msg:'six missing'"
+SecMarker END
+"#,
+    )
+    .expect("temp file is writable");
+    let compiled = crate::waf::seclang::load_files(std::slice::from_ref(&file)).expect("loads");
+    let e = crate::waf::seclang::build_engine(Vec::new(), compiled, vec![file]).expect("builds");
+    let p = policy(&e, |c| c.mode = Mode::Detect);
+    let f = p.folded.as_deref().expect("folds");
+    let fixed_of = |id: u32| {
+        let ri = e.rule_index(id).expect("rule exists");
+        f.fixed[ri]
+    };
+    assert_eq!(fixed_of(1), Fixed::Applied);
+    assert_eq!(fixed_of(2), Fixed::Evaluate, "reads the request");
+    assert_eq!(
+        fixed_of(3),
+        Fixed::Evaluate,
+        "reads tx.level, which rule 2 writes"
+    );
+    assert_eq!(fixed_of(5), Fixed::Evaluate, "rule 4's ctl removes it");
+    assert_eq!(fixed_of(6), Fixed::Applied);
+    assert_eq!(fixed_of(7), Fixed::Applied, "never matches");
+    assert_eq!(
+        fixed_of(12),
+        Fixed::NeverMatches,
+        "tx.six is 1 for every request"
+    );
+    let ids = |raw: &str| {
+        let req = OwnedRequest::parse_raw(raw).expect("request parses");
+        let fast: Vec<u32> = req.evaluate(&e, &p).matches.iter().map(|m| m.id).collect();
+        let reference: Vec<u32> = crate::waf::engine::without_shortcuts(|| req.evaluate(&e, &p))
+            .matches
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(fast, reference, "{raw}");
+        fast
+    };
+    assert_eq!(ids("GET / HTTP/1.1\nHost: a"), vec![10, 11]);
+    assert_eq!(ids("GET / HTTP/1.1\nHost: a\nX-Level: 2"), vec![11]);
+    assert_eq!(ids("GET /?off=1 HTTP/1.1\nHost: a"), vec![10]);
+}
