@@ -48,6 +48,8 @@ struct Prefilter {
 pub struct Engine {
     rules: Vec<Rule>,
     by_id: HashMap<u32, usize>,
+    /// Lowercased tag -> the rules carrying it (for `ctl:ruleRemove*ByTag` per request).
+    by_tag: HashMap<String, Vec<usize>>,
     /// Transformation trie: `(parent, transform)`; chains sharing a prefix share nodes, so a
     /// request computes `urlDecodeUni` of a value once for every chain that starts with it.
     nodes: Vec<(Option<u32>, Transform)>,
@@ -202,12 +204,20 @@ impl Engine {
             })
             .collect();
         let mut phase_rules: [Vec<usize>; 4] = Default::default();
+        let mut by_tag: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in rules.iter().enumerate() {
             phase_rules[r.phase as usize - 1].push(i);
+            for t in &r.tags {
+                let list = by_tag.entry(t.to_ascii_lowercase()).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
         }
         Ok(Engine {
             rules,
             by_id,
+            by_tag,
             nodes,
             chain_nodes,
             chain_keeps_plain,
@@ -221,12 +231,19 @@ impl Engine {
         })
     }
 
-    /// All rules, in evaluation order.
+    /// The rules carrying `tag` (ASCII case-insensitive), in evaluation order.
+    fn rules_tagged(&self, tag: &str) -> &[usize] {
+        self.by_tag
+            .get(&tag.to_ascii_lowercase())
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Whether any rule runs in `phase` (the proxy skips response inspection otherwise).
     pub fn has_rules_in(&self, phase: Phase) -> bool {
         !self.phase_rules[phase as usize - 1].is_empty()
     }
 
+    /// All rules, in evaluation order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
@@ -650,20 +667,52 @@ struct Hit {
 /// `ctl:ruleRemoveTargetBy*`), indexed by rule: no hashing on the per-rule check.
 #[derive(Debug, Default)]
 struct Removals {
-    /// Empty until the first removal, then one list per rule.
-    by_rule: Vec<Vec<Exclusion>>,
+    /// Per rule, empty until the first removal: 0, or 1 + the index of its list in `lists`.
+    slot: Vec<u32>,
+    /// Per rule with removals: indexes into `exclusions`.
+    lists: Vec<smallvec::SmallVec<[u32; 2]>>,
+    /// Each removal once, however many rules it applies to.
+    exclusions: Vec<Exclusion>,
 }
 
 impl Removals {
-    fn add(&mut self, rule: usize, ex: Exclusion, rules: usize) {
-        if self.by_rule.len() < rules.max(rule + 1) {
-            self.by_rule.resize_with(rules.max(rule + 1), Vec::new);
+    /// Removes the target `ex` from each of `rules` (indexes below `n`, the engine's count).
+    fn add(&mut self, rules: &[usize], ex: &Exclusion, n: usize) {
+        if rules.is_empty() {
+            return;
         }
-        self.by_rule[rule].push(ex);
+        let e = self.exclusions.len() as u32;
+        self.exclusions.push(ex.clone());
+        for &rule in rules {
+            if self.slot.len() < n.max(rule + 1) {
+                self.slot.resize(n.max(rule + 1), 0);
+            }
+            let list = match self.slot[rule] {
+                0 => {
+                    self.lists.push(smallvec::SmallVec::new());
+                    self.slot[rule] = self.lists.len() as u32;
+                    self.lists.len() - 1
+                }
+                s => s as usize - 1,
+            };
+            self.lists[list].push(e);
+        }
     }
 
-    fn of(&self, rule: usize) -> &[Exclusion] {
-        self.by_rule.get(rule).map_or(&[], Vec::as_slice)
+    /// Whether no target was removed from `rule`.
+    #[inline]
+    fn none_for(&self, rule: usize) -> bool {
+        self.slot.get(rule).is_none_or(|&s| s == 0)
+    }
+
+    /// Whether a removal of `rule` excludes member `key` of `var`.
+    fn excludes(&self, rule: usize, var: Variable, key: &str) -> bool {
+        match self.slot.get(rule) {
+            Some(&s) if s > 0 => self.lists[s as usize - 1]
+                .iter()
+                .any(|&e| self.exclusions[e as usize].excludes(var, key)),
+            _ => false,
+        }
     }
 }
 
@@ -730,7 +779,7 @@ impl TxState {
                             *d = true;
                         }
                     }
-                    Some(t) => removals.add(ri, t.clone(), engine.rules.len()),
+                    Some(t) => removals.add(&[ri], t, engine.rules.len()),
                 }
             }
         }
@@ -905,10 +954,7 @@ impl TxState {
                 continue;
             }
             let rule = &engine.rules[ri];
-            let matched = match fixed
-                .get(ri)
-                .map(|f| f.skips(self.removals.of(ri).is_empty()))
-            {
+            let matched = match fixed.get(ri).map(|f| f.skips(self.removals.none_for(ri))) {
                 Some(Some(skips)) => skips,
                 _ => !self.rule_cannot_match(cx, ri, rule) && self.eval_chain(cx, ri, rule),
             };
@@ -1065,25 +1111,20 @@ impl TxState {
                     }
                 }
                 Ctl::RuleRemoveByTag(tag) => {
-                    for (i, r) in engine.rules.iter().enumerate() {
-                        if r.has_tag(tag) {
-                            self.disabled[i] = true;
-                        }
+                    for &i in engine.rules_tagged(tag) {
+                        self.disabled[i] = true;
                     }
                 }
                 Ctl::RuleRemoveTargetById(id, ex) => {
                     if let Some(i) = engine.rule_index(*id) {
-                        self.removals.add(i, ex.clone(), engine.rules.len());
+                        self.removals.add(&[i], ex, engine.rules.len());
                     }
                 }
                 Ctl::RuleEngineOff => self.allowed = true,
                 Ctl::RuleEngineDetectOnly => self.detect_only = true,
                 Ctl::RuleRemoveTargetByTag(tag, ex) => {
-                    for (i, r) in engine.rules.iter().enumerate() {
-                        if r.has_tag(tag) {
-                            self.removals.add(i, ex.clone(), engine.rules.len());
-                        }
-                    }
+                    self.removals
+                        .add(engine.rules_tagged(tag), ex, engine.rules.len());
                 }
                 Ctl::RequestBodyProcessor(ct) => self.content_type = Some((*ct).to_owned()),
             }
@@ -1154,7 +1195,7 @@ impl TxState {
     fn eval_rule(&mut self, cx: Cx<'_>, ri: usize, rule: &Rule, prev: &[Hit]) -> Option<Vec<Hit>> {
         let mut hits = Vec::new();
         // Decided once per rule for all its targets.
-        let check_excl = !rule.targets.exclusions.is_empty() || !self.removals.of(ri).is_empty();
+        let check_excl = !rule.targets.exclusions.is_empty() || !self.removals.none_for(ri);
         // Rule-level part of eval_item's prefilter fast path: plain members the prefilter
         // rules out are skipped without a call.
         let engine = cx.engine;
@@ -1813,7 +1854,7 @@ impl TxState {
 
     fn excluded(&self, ri: usize, rule: &Rule, var: Variable, key: &str) -> bool {
         rule.targets.exclusions.iter().any(|e| e.excludes(var, key))
-            || self.removals.of(ri).iter().any(|e| e.excludes(var, key))
+            || self.removals.excludes(ri, var, key)
     }
 
     /// The values a target selects, with display names (`ARGS:q`). The variables handled
