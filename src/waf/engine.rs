@@ -1157,8 +1157,10 @@ impl TxState {
         if !s.contains("%{") {
             return s.to_owned();
         }
-        let mut out = String::new();
+        let mut out = String::with_capacity(s.len() + 16);
         let mut rest = s;
+        // Macro names are short: lowercased on the stack (CRS expands a dozen per request).
+        let mut buf = [0u8; 64];
         while let Some(start) = rest.find("%{") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
@@ -1166,25 +1168,40 @@ impl TxState {
                 out.push_str(&rest[start..]);
                 return out;
             };
-            let name = after[..end].to_ascii_lowercase();
-            let val = if let Some(k) = name.strip_prefix("tx.") {
-                self.tx
-                    .get(k)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default()
+            let raw = &after[..end];
+            let owned;
+            let name: &str = if raw.len() <= buf.len() {
+                let lower = &mut buf[..raw.len()];
+                lower.copy_from_slice(raw.as_bytes());
+                lower.make_ascii_lowercase();
+                // ASCII lowercasing keeps UTF-8 valid.
+                std::str::from_utf8(lower).unwrap_or(raw)
             } else {
-                match name.as_str() {
-                    "matched_var" => hit
-                        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
-                        .unwrap_or_default(),
-                    "matched_var_name" => hit.map(|h| h.name.clone()).unwrap_or_default(),
-                    "rule.id" => rule.id.to_string(),
-                    "rule.msg" => rule.msg.clone(),
-                    "rule.severity" => rule.severity.to_string(),
-                    _ => self.variable_text(&name),
-                }
+                owned = raw.to_ascii_lowercase();
+                &owned
             };
-            out.push_str(&val);
+            if let Some(k) = name.strip_prefix("tx.") {
+                if let Some(v) = self.tx.get(k) {
+                    out.push_str(&String::from_utf8_lossy(v));
+                }
+            } else {
+                match name {
+                    "matched_var" => {
+                        if let Some(h) = hit {
+                            out.push_str(&String::from_utf8_lossy(&h.value));
+                        }
+                    }
+                    "matched_var_name" => {
+                        if let Some(h) = hit {
+                            out.push_str(&h.name);
+                        }
+                    }
+                    "rule.id" => out.push_str(itoa::Buffer::new().format(rule.id)),
+                    "rule.msg" => out.push_str(&rule.msg),
+                    "rule.severity" => out.push_str(&rule.severity.to_string()),
+                    _ => out.push_str(&self.variable_text(name)),
+                }
+            }
             rest = &after[end + 1..];
         }
         out.push_str(rest);
