@@ -716,6 +716,48 @@ impl Removals {
     }
 }
 
+/// A walk over one phase's rules in order, following `skip` and `skipAfter`.
+struct RuleWalk<'a> {
+    list: &'a [usize],
+    pos: usize,
+    /// The `skipAfter` target in force: rules up to it are passed over.
+    resume_after: Option<usize>,
+}
+
+impl<'a> RuleWalk<'a> {
+    fn new(list: &'a [usize]) -> Self {
+        RuleWalk {
+            list,
+            pos: 0,
+            resume_after: None,
+        }
+    }
+
+    /// The next rule to consider (disabled rules included), or `None` at the end.
+    #[inline]
+    fn next_rule(&mut self) -> Option<usize> {
+        while let Some(&ri) = self.list.get(self.pos) {
+            self.pos += 1;
+            match self.resume_after {
+                Some(t) if ri <= t => continue,
+                Some(_) => self.resume_after = None,
+                None => {}
+            }
+            return Some(ri);
+        }
+        None
+    }
+
+    /// Rule `ri` (whole chain) matched: its skip applies.
+    #[inline]
+    fn matched(&mut self, engine: &Engine, ri: usize) {
+        self.pos += engine.rules[ri].actions.skip as usize;
+        if let Some(t) = engine.skip_after[ri] {
+            self.resume_after = Some(t);
+        }
+    }
+}
+
 /// The engine and policy a transaction evaluates against, passed down explicitly so that the
 /// transaction state can be borrowed mutably next to them.
 #[derive(Clone, Copy)]
@@ -938,17 +980,10 @@ impl TxState {
             Some(f) if shortcuts() => &f.fixed,
             _ => &[],
         };
-        let list = &engine.phase_rules[phase as usize - 1];
-        let mut pos = 0;
-        let mut resume_after: Option<usize> = None;
-        while pos < list.len() && !self.allowed && !(self.denied && self.enforcing(cx)) {
-            let ri = list[pos];
-            pos += 1;
-            if let Some(t) = resume_after {
-                if ri <= t {
-                    continue;
-                }
-                resume_after = None;
+        let mut walk = RuleWalk::new(&engine.phase_rules[phase as usize - 1]);
+        while let Some(ri) = walk.next_rule() {
+            if self.allowed || (self.denied && self.enforcing(cx)) {
+                break;
             }
             if self.disabled[ri] {
                 continue;
@@ -959,10 +994,7 @@ impl TxState {
                 _ => !self.rule_cannot_match(cx, ri, rule) && self.eval_chain(cx, ri, rule),
             };
             if matched {
-                pos += rule.actions.skip as usize;
-                if let Some(t) = engine.skip_after[ri] {
-                    resume_after = Some(t);
-                }
+                walk.matched(engine, ri);
             }
         }
     }

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Cx, TxState};
+use super::{Cx, RuleWalk, TxState};
 use crate::waf::model::{Ctl, Disruptive, Phase, Rule, Selector, Variable};
 use crate::waf::operator::OpKind;
 use crate::waf::policy::SitePolicy;
@@ -325,19 +325,9 @@ pub(crate) fn fold(engine: &Engine, policy: &SitePolicy) -> Option<Folded> {
 
     // Phase 1 in order, as `run_phase` walks it: request-independent rules are applied,
     // request-dependent ones stepped over while they allow it.
-    let list = &engine.phase_rules[Phase::RequestHeaders as usize - 1];
+    let mut walk = RuleWalk::new(&engine.phase_rules[Phase::RequestHeaders as usize - 1]);
     let mut barrier = Barrier::default();
-    let mut pos = 0;
-    let mut resume_after: Option<usize> = None;
-    while pos < list.len() {
-        let ri = list[pos];
-        pos += 1;
-        if let Some(t) = resume_after {
-            if ri <= t {
-                continue;
-            }
-            resume_after = None;
-        }
+    while let Some(ri) = walk.next_rule() {
         if disabled(ri) {
             continue;
         }
@@ -360,10 +350,7 @@ pub(crate) fn fold(engine: &Engine, policy: &SitePolicy) -> Option<Folded> {
             Fixed::Applied
         };
         if matched {
-            pos += rule.actions.skip as usize;
-            if let Some(t) = engine.skip_after[ri] {
-                resume_after = Some(t);
-            }
+            walk.matched(engine, ri);
         }
     }
     // Applied rules pass and score nothing: they leave nothing but TX behind.
