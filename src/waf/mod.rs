@@ -19,6 +19,7 @@ pub mod operator;
 pub mod policy;
 pub mod request;
 pub mod seclang;
+pub mod sqli;
 pub mod testing;
 pub mod transform;
 pub mod verdict;
