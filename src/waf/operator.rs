@@ -410,15 +410,19 @@ impl Operator {
     ) -> bool {
         caps.clear();
         let hit = match &self.kind {
-            OpKind::Rx(re) if want_caps => match re.captures(value) {
-                Some(c) => {
-                    for g in c.iter().take(10) {
-                        caps.push(g.map(|m| m.as_bytes().to_vec()).unwrap_or_default());
+            // `captures` allocates its slots on every call; most values do not match, and
+            // `is_match` settles those without it.
+            OpKind::Rx(re) if want_caps => {
+                match re.is_match(value).then(|| re.captures(value)).flatten() {
+                    Some(c) => {
+                        for g in c.iter().take(10) {
+                            caps.push(g.map(|m| m.as_bytes().to_vec()).unwrap_or_default());
+                        }
+                        true
                     }
-                    true
+                    None => false,
                 }
-                None => false,
-            },
+            }
             OpKind::Rx(re) => re.is_match(value),
             OpKind::Pm(set) | OpKind::PmFromFile(_, set) => match set.ac.find(value) {
                 Some(m) => {
