@@ -816,12 +816,22 @@ fn utf8_to_unicode(input: &[u8]) -> Cow<'_, [u8]> {
             if c.is_ascii() {
                 out.push(c as u8);
             } else {
-                out.extend_from_slice(format!("%u{:04x}", c as u32).as_bytes());
+                push_percent_u(&mut out, c as u32);
             }
         }
         out.extend_from_slice(chunk.invalid());
     }
     Cow::Owned(out)
+}
+
+/// Appends `%u` and `code` in lowercase hex, at least four digits (as `%u{:04x}`).
+fn push_percent_u(out: &mut Vec<u8>, code: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"%u");
+    let digits = (32 - code.leading_zeros()).div_ceil(4).max(4);
+    for i in (0..digits).rev() {
+        out.push(HEX[((code >> (4 * i)) & 0xf) as usize]);
+    }
 }
 
 fn trim(input: &[u8], left: bool, right: bool) -> Cow<'_, [u8]> {
@@ -849,6 +859,20 @@ fn trim(input: &[u8], left: bool, right: bool) -> Cow<'_, [u8]> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn percent_u_is_four_or_more_lowercase_hex_digits() {
+        for code in (0..0x11_0000u32)
+            .step_by(7)
+            .chain([0x80, 0xfff, 0x1000, 0xffff, 0x10000, 0x10ffff])
+        {
+            let mut out = Vec::new();
+            super::push_percent_u(&mut out, code);
+            assert_eq!(out, format!("%u{code:04x}").into_bytes());
+        }
+        let t = super::utf8_to_unicode("a政务😀".as_bytes());
+        assert_eq!(&t[..], b"a%u653f%u52a1%u1f600");
+    }
+
     /// The engine's prefilter fast path: every `keeps_plain` transformation leaves plain
     /// values (letters, digits, `_`, non-ASCII bytes but 0xA0) unchanged up to ASCII case.
     #[test]
