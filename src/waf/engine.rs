@@ -617,7 +617,7 @@ struct VarState {
 }
 
 /// Where a transformed value's bytes live in the transaction.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Src {
     Raw,
     Owned(usize),
@@ -1835,7 +1835,8 @@ impl TxState {
     }
 
     /// `multiMatch`: the operator runs on the raw value and after every transformation
-    /// step (all computed through the trie cache); the first match wins.
+    /// step that changed it (all computed through the trie cache), as ModSecurity does; the
+    /// first match wins. A step that left the bytes as they were would give the same answer.
     fn eval_multi(
         &mut self,
         cx: Cx<'_>,
@@ -1851,7 +1852,13 @@ impl TxState {
         }
         let mut caps = std::mem::take(&mut self.caps);
         let mut out = None;
+        let mut last = None;
         for n in path {
+            let src = self.source(cx, id, n);
+            if last == Some(src) {
+                continue;
+            }
+            last = Some(src);
             let value = self.node_value(cx, id, n);
             if self.op_eval(rule, value, &mut caps) {
                 out = Some((value.to_vec(), caps.clone()));

@@ -1070,3 +1070,45 @@ SecMarker END
     assert_eq!(ids("GET / HTTP/1.1\nHost: a\nX-Level: 2"), vec![11]);
     assert_eq!(ids("GET /?off=1 HTTP/1.1\nHost: a"), vec![10]);
 }
+
+/// `multiMatch` tests the raw value and every transformation step that changed it: a match
+/// only before (or between) the transformations is found, and only with `multi_match`.
+#[test]
+fn multi_match_sees_every_changed_step() {
+    let rules = |multi: bool| {
+        format!(
+            r#"
+name = "multi"
+[[rule]]
+id = 20
+msg = "encoded A"
+targets = ["ARGS"]
+transformations = ["urlDecode", "lowercase", "removeNulls"]
+operator = "rx"
+argument = '^A$'
+capture = true
+multi_match = {multi}
+
+[[rule]]
+id = 21
+msg = "decoded but not lowercased"
+targets = ["ARGS"]
+transformations = ["urlDecode", "removeNulls", "lowercase"]
+operator = "streq"
+argument = "B"
+multi_match = {multi}
+"#
+        )
+    };
+    for multi in [false, true] {
+        let e = Engine::from_files(&[write_ruleset("multi", &rules(multi))]).expect("loads");
+        let p = policy(&e, |_| {});
+        // The query parser decodes once: the raw ARGS value is `%41`, then `A` (the only
+        // step that matches), then `a`.
+        let ids = get("/?x=%2541").evaluate(&e, &p).rule_ids();
+        assert_eq!(ids, if multi { "20" } else { "" }, "multi={multi}");
+        // `B` after urlDecode; removeNulls leaves it unchanged; lowercase makes it `b`.
+        let ids = get("/?x=%42").evaluate(&e, &p).rule_ids();
+        assert_eq!(ids, if multi { "21" } else { "" }, "multi={multi}");
+    }
+}
